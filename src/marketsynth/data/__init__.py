@@ -1,0 +1,1 @@
+"""Market data: exchange sources, validation, gap recovery, resampling and the stores."""

@@ -1,0 +1,184 @@
+"""The Store interface: one contract, two backends (an embedded DuckDB file, PostgreSQL/TimescaleDB).
+
+Rows are unique per (exchange, symbol, timeframe, time). ``write_bars`` is an idempotent upsert inside one
+transaction: it either stores the whole frame or nothing. Besides candles a store keeps *known gaps* — ranges
+the exchange was asked for and truly lacks — so re-runs do not ask again and nothing is ever invented.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from marketsynth.data.bars import as_bars
+from marketsynth.timeframes import TIMEFRAMES, Timeframe, parse_timeframe, to_utc
+
+SCHEMA_VERSION = 1
+COVERAGE_COLUMNS = ["exchange", "symbol", "timeframe", "first", "last", "rows"]
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Missing bars: open times ``start`` (inclusive) to ``end`` (exclusive)."""
+
+    start: pd.Timestamp
+    end: pd.Timestamp
+    bars: int
+
+
+def find_gaps(times: pd.DatetimeIndex, timeframe: Timeframe | str, start=None, end=None,
+              known: list[tuple[pd.Timestamp, pd.Timestamp]] = ()) -> list[Gap]:
+    """Runs of expected bar open times absent from ``times`` within [start, end).
+
+    Without ``start``/``end`` only the inside of the series counts (from its first to its last bar). Bars inside
+    the ``known`` missing ranges count as accounted for.
+    """
+    tf = parse_timeframe(timeframe)
+    times = pd.DatetimeIndex(times)
+    if len(times) == 0 and (start is None or end is None):
+        return []
+    lo = to_utc(start) if start is not None else times.min()
+    hi = to_utc(end) if end is not None else times.max() + tf.delta
+    expected = tf.open_times(lo, hi)
+    accounted = expected.isin(times.tz_convert("UTC").as_unit("us")) if len(times) else np.zeros(len(expected), bool)
+    for known_lo, known_hi in known:
+        accounted |= (expected >= known_lo) & (expected < known_hi)
+    missing = np.flatnonzero(~accounted)
+    if missing.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(missing) != 1)
+    firsts = np.concatenate([[missing[0]], missing[breaks + 1]])
+    lasts = np.concatenate([missing[breaks], [missing[-1]]])
+    return [Gap(expected[a], expected[b] + tf.delta, int(b - a + 1)) for a, b in zip(firsts, lasts, strict=True)]
+
+
+class Store(ABC):
+    """Where candles live. Library code takes a Store; the CLI opens one with ``open_store``."""
+
+    url: str
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()  # one writer at a time: fetches run in threads
+
+    # ---- candles -------------------------------------------------------------------------------------------
+    def write_bars(self, exchange: str, symbol: str, timeframe: Timeframe | str, frame: pd.DataFrame) -> int:
+        """Upsert bars atomically; returns the number of rows written. Re-writing the same bars changes nothing."""
+        bars = as_bars(frame)
+        if bars.empty:
+            return 0
+        with self._lock:
+            self._upsert(exchange, symbol.upper(), parse_timeframe(timeframe).name, bars)
+        return len(bars)
+
+    def read_bars(self, exchange: str, symbol: str, timeframe: Timeframe | str, start=None, end=None) -> pd.DataFrame:
+        """Bars with open time in [start, end), ascending."""
+        with self._lock:
+            frame = self._select(exchange, symbol.upper(), parse_timeframe(timeframe).name,
+                                 _opt_utc(start), _opt_utc(end))
+        return as_bars(frame, source="store")
+
+    def read_times(self, exchange: str, symbol: str, timeframe: Timeframe | str, start=None, end=None) -> pd.DatetimeIndex:
+        return pd.DatetimeIndex(self.read_bars(exchange, symbol, timeframe, start, end)["time"])
+
+    def coverage(self) -> pd.DataFrame:
+        """One row per stored series: exchange, symbol, timeframe, first, last, rows."""
+        with self._lock:
+            frame = self._coverage()
+        if frame.empty:
+            return pd.DataFrame(columns=COVERAGE_COLUMNS)
+        for column in ("first", "last"):
+            frame[column] = pd.to_datetime(frame[column], utc=True)
+        frame["rows"] = frame["rows"].astype("int64")
+        return frame.sort_values(["exchange", "symbol", "timeframe"]).reset_index(drop=True)
+
+    def exchanges_for(self, symbol: str, timeframe: Timeframe | str) -> list[str]:
+        """Exchanges that hold this symbol × timeframe."""
+        cov = self.coverage()
+        rows = cov[(cov.symbol == symbol.upper()) & (cov.timeframe == parse_timeframe(timeframe).name)]
+        return sorted(rows.exchange.unique())
+
+    # ---- gaps ----------------------------------------------------------------------------------------------
+    def record_missing(self, exchange: str, symbol: str, timeframe: Timeframe | str, ranges) -> None:
+        """Remember ranges [start, end) the exchange truly lacks, so re-runs neither re-ask nor invent them."""
+        ranges = [(to_utc(lo), to_utc(hi)) for lo, hi in ranges if to_utc(lo) < to_utc(hi)]
+        if ranges:
+            with self._lock:
+                self._insert_missing(exchange, symbol.upper(), parse_timeframe(timeframe).name, ranges)
+
+    def known_missing(self, exchange: str, symbol: str, timeframe: Timeframe | str) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+        with self._lock:
+            rows = self._select_missing(exchange, symbol.upper(), parse_timeframe(timeframe).name)
+        return sorted((to_utc(lo), to_utc(hi)) for lo, hi in rows)
+
+    def gaps(self, exchange: str, symbol: str, timeframe: Timeframe | str, start=None, end=None,
+             *, include_known: bool = False) -> list[Gap]:
+        """Missing bars inside [start, end) (default: between the first and last stored bar).
+
+        Known gaps (the exchange lacks them) are left out unless ``include_known``.
+        """
+        times = self.read_times(exchange, symbol, timeframe, start, end)
+        known = [] if include_known else self.known_missing(exchange, symbol, timeframe)
+        return find_gaps(times, timeframe, start, end, known)
+
+    # ---- sync state ----------------------------------------------------------------------------------------
+    def mark_synced(self, exchange: str, symbol: str, timeframe: Timeframe | str, start, end) -> None:
+        """Record that [start, end) was requested from the exchange and is now stored or known missing."""
+        with self._lock:
+            self._upsert_sync_state(exchange, symbol.upper(), parse_timeframe(timeframe).name,
+                                    to_utc(start), to_utc(end), pd.Timestamp.now(tz="UTC"))
+
+    def sync_state(self) -> pd.DataFrame:
+        """One row per synced series: exchange, symbol, timeframe, synced_start, synced_end, synced_at."""
+        with self._lock:
+            frame = self._select_sync_state()
+        for column in ("synced_start", "synced_end", "synced_at"):
+            frame[column] = pd.to_datetime(frame[column], utc=True)
+        return frame
+
+    # ---- life cycle ----------------------------------------------------------------------------------------
+    def close(self) -> None:  # noqa: B027 - backends without resources need nothing
+        """Release connections."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- what a backend implements -------------------------------------------------------------------------
+    @abstractmethod
+    def _upsert(self, exchange: str, symbol: str, timeframe: str, bars: pd.DataFrame) -> None:
+        """Insert or replace the rows in one transaction (all or nothing)."""
+
+    @abstractmethod
+    def _select(self, exchange: str, symbol: str, timeframe: str, start, end) -> pd.DataFrame:
+        """Columns time, open, high, low, close, volume for [start, end) (None = unbounded)."""
+
+    @abstractmethod
+    def _coverage(self) -> pd.DataFrame:
+        """Columns exchange, symbol, timeframe, first, last, rows."""
+
+    @abstractmethod
+    def _insert_missing(self, exchange: str, symbol: str, timeframe: str, ranges) -> None: ...
+
+    @abstractmethod
+    def _select_missing(self, exchange: str, symbol: str, timeframe: str) -> list[tuple]: ...
+
+    @abstractmethod
+    def _upsert_sync_state(self, exchange: str, symbol: str, timeframe: str, start, end, at) -> None:
+        """Widen the synced range of a series to include [start, end) (min of starts, max of ends)."""
+
+    @abstractmethod
+    def _select_sync_state(self) -> pd.DataFrame:
+        """Columns exchange, symbol, timeframe, synced_start, synced_end, synced_at."""
+
+
+def _opt_utc(value):
+    return None if value is None else to_utc(value)
+
+
+TIMEFRAME_ROWS = [(tf.name, tf.seconds, tf.pandas_freq) for tf in TIMEFRAMES]

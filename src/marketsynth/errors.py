@@ -1,0 +1,40 @@
+"""One error hierarchy. The CLI catches ``MarketSynthError`` once, prints its one-line message and exits 2.
+
+Messages name the problem and the fix, e.g.
+``Bybit does not list symbol 'BTCUSD' in category 'linear' (did you mean BTCUSDT?)``.
+"""
+
+
+class MarketSynthError(Exception):
+    """Root of every error a user can cause or fix."""
+
+
+class ConfigError(MarketSynthError):
+    """A config file, option or argument is wrong."""
+
+
+class DataError(MarketSynthError):
+    """Input data is missing, unreadable or malformed."""
+
+
+class ExchangeError(MarketSynthError):
+    """The exchange refused a request for a reason retrying will not fix (unknown symbol, bad interval...)."""
+
+
+class TransientExchangeError(ExchangeError):
+    """A failure worth retrying: rate limit, 5xx, timeout, malformed body.
+
+    ``retry_after`` is the number of seconds the exchange asked us to wait, when it said.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class StoreError(MarketSynthError):
+    """The store cannot be opened, read or written."""
+
+
+class ModelError(MarketSynthError):
+    """A model, checkpoint or generation request is invalid."""
