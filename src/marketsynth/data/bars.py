@@ -23,8 +23,11 @@ def empty_bars() -> pd.DataFrame:
     return frame
 
 
-def as_bars(frame: pd.DataFrame, *, source: str = "data") -> pd.DataFrame:
-    """Coerce to a bars frame: typed columns, UTC times, sorted, duplicates dropped (last row wins)."""
+def as_bars(frame: pd.DataFrame, *, source: str = "data", dedupe: bool = True) -> pd.DataFrame:
+    """Coerce to a bars frame: typed columns, UTC times, sorted, duplicates dropped (last row wins).
+
+    ``dedupe=False`` keeps duplicate times (so ``data check`` can count them).
+    """
     missing = [c for c in BAR_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(f"{source} lacks column(s) {', '.join(missing)}; expected {', '.join(BAR_COLUMNS)}")
@@ -33,8 +36,9 @@ def as_bars(frame: pd.DataFrame, *, source: str = "data") -> pd.DataFrame:
     for column in BAR_COLUMNS[1:]:
         out[column] = pd.to_numeric(out[column], errors="coerce").astype("float64")
     out = out.sort_values("time", kind="stable")
-    out = out.drop_duplicates("time", keep="last").reset_index(drop=True)
-    return out
+    if dedupe:
+        out = out.drop_duplicates("time", keep="last")
+    return out.reset_index(drop=True)
 
 
 def _as_utc_times(values: pd.Series, source: str) -> pd.Series:

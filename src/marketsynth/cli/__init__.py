@@ -1,0 +1,1 @@
+"""The ``marketsynth`` command-line program."""

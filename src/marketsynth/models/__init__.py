@@ -1,0 +1,1 @@
+"""Generative models of candle windows. ``registry.MODELS`` maps a name to its class."""
