@@ -33,6 +33,7 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(None, "--output", "-o", help="Also export the range to FILE.csv|.parquet."),
         config: Path = typer.Option(None, "--config", "-c", help="Fetch every symbol × timeframe of a config file."),
         workers: int = typer.Option(4, "--workers", help="Series fetched concurrently."),
+        retries: int = typer.Option(6, "--retries", min=1, help="Attempts per request before giving up."),
     ) -> None:
         """Fetch closed candles into the store; re-runs fetch only what is missing. Times are UTC."""
         settings = load_settings(config).data if config else None
@@ -52,7 +53,8 @@ def register(app: typer.Typer) -> None:
         if output and len(symbols) * len(timeframes) != 1:
             raise ConfigError("--output exports one series; give a single --symbol and --interval")
         source = get_source(exchange, base_url=base_url or (settings.base_url if settings else None),
-                            category=category or (settings.category if settings else "linear"))
+                            category=category or (settings.category if settings else "linear"),
+                            max_attempts=retries)
         target = store or (settings.store if settings else None)
         with source, open_store(target) as db:
             results = _fetch_all(db, source, [(s.upper(), tf) for s in symbols for tf in timeframes], lo, hi, workers)

@@ -6,6 +6,7 @@ Parquet goes through DuckDB, so no extra dependency is needed. Every file is wri
 
 from __future__ import annotations
 
+import csv
 import os
 import tempfile
 from contextlib import contextmanager
@@ -52,7 +53,7 @@ def read_bars_file(path: str | Path, *, dedupe: bool = True) -> pd.DataFrame:
 def _read_csv(path: Path) -> pd.DataFrame:
     try:
         raw = pd.read_csv(path, sep=None, engine="python")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error, UnicodeDecodeError, OSError) as exc:
         raise DataError(f"{path}: unreadable CSV ({_first_line(exc)}); expected a header row with "
                         f"timestamp, open, high, low, close, volume") from exc
     if raw.empty:

@@ -19,7 +19,7 @@ def bucket_starts(times: pd.Series, target: Timeframe) -> pd.Series:
         return times.dt.tz_localize(None).dt.to_period("M").dt.start_time.dt.tz_localize("UTC").astype(times.dtype)
     if target.name == "1w":
         day = times.dt.floor("1D")
-        return day - pd.to_timedelta(day.dt.weekday, unit="D")
+        return day - pd.to_timedelta(day.dt.day_of_week, unit="D")
     return times.dt.floor(pd.Timedelta(seconds=target.seconds))
 
 

@@ -57,7 +57,10 @@ def sync_series(store: Store, source: ExchangeSource, symbol: str, timeframe: Ti
     """
     tf = parse_timeframe(timeframe)
     symbol = symbol.upper()
+    now = to_utc(now) if now is not None else pd.Timestamp.now(tz="UTC")
     start, end, plan = plan_sync(store, source.name, symbol, tf, start, end, now=now)
+    # The newest closed bar may not be published yet; only older absences are recorded as permanent.
+    settled = tf.floor(now) - tf.delta
     result = SyncResult(source.name, symbol, tf.name, start, end, planned_bars=sum(g.bars for g in plan), ranges=plan)
     if on_plan:
         on_plan(result.planned_bars)
@@ -69,7 +72,7 @@ def sync_series(store: Store, source: ExchangeSource, symbol: str, timeframe: Ti
             received.append(pd.DatetimeIndex(page["time"]))
             if on_bars:
                 on_bars(len(page))
-        lacking = _absent_runs(gap, received, tf)
+        lacking = _absent_runs(gap, received, tf, settled)
         store.record_missing(source.name, symbol, tf, [(g.start, g.end) for g in lacking])
         result.missing_bars += sum(g.bars for g in lacking)
         if on_bars and lacking:
@@ -78,7 +81,10 @@ def sync_series(store: Store, source: ExchangeSource, symbol: str, timeframe: Ti
     return result
 
 
-def _absent_runs(gap: Gap, received: list[pd.DatetimeIndex], tf: Timeframe) -> list[Gap]:
-    """Parts of a requested run the exchange did not return."""
+def _absent_runs(gap: Gap, received: list[pd.DatetimeIndex], tf: Timeframe, settled: pd.Timestamp) -> list[Gap]:
+    """Parts of a requested run the exchange did not return, up to the settled time."""
+    end = min(gap.end, settled)
+    if gap.start >= end:
+        return []
     got = received[0].append(received[1:]) if received else pd.DatetimeIndex([], tz="UTC")
-    return find_gaps(got, tf, gap.start, gap.end)
+    return find_gaps(got, tf, gap.start, end)

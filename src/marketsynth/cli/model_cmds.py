@@ -1,0 +1,151 @@
+"""``marketsynth train`` and ``marketsynth generate``: fit a generative model, then sample synthetic candles."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+import yaml
+
+from marketsynth.cli.common import console, err_console
+from marketsynth.config import Settings, load_settings
+from marketsynth.errors import ConfigError
+
+MODEL_HELP = "Model: dcgan | wgan-gp | timegan | garch."
+LONG_PATHS = ("Longer than the training window: recurrent models (wgan-gp, timegan, garch) continue their state; "
+              "dcgan chains independent windows (continuous in price with log-returns features).")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("generate")(generate)
+
+
+def train(
+    model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP + " Default: the config file's model.name."),
+    csv: Path = typer.Option(None, "--csv", help="Train on a candle file (CSV or Parquet; Binance/Bybit/generic)."),
+    symbol: str = typer.Option(None, "--symbol", "-s", help="Train on stored candles of this symbol..."),
+    interval: str = typer.Option(None, "--interval", "-i", help="...at this interval, e.g. 1h."),
+    exchange: str = typer.Option(None, "--exchange", "-e", help="Which exchange's candles (when several)."),
+    store: str = typer.Option(None, "--store", help="DuckDB file or postgresql:// URL (default marketsynth.duckdb)."),
+    start: str = typer.Option(None, "--start", help="First bar time, inclusive (UTC), e.g. 2021-01-01."),
+    end: str = typer.Option(None, "--end", help="Last bar time, exclusive (UTC)."),
+    config: Path = typer.Option(None, "--config", "-c", help="marketsynth.yaml; options given here override it."),
+    seq_len: int = typer.Option(None, "--seq-len", min=2, help="Bars per training window [default: 24]."),
+    epochs: int = typer.Option(None, "--epochs", min=1, help="Epochs in total (with --resume: to reach) [50]."),
+    batch_size: int = typer.Option(None, "--batch-size", min=2, help="Windows per batch [default: the model's]."),
+    latent_dim: int = typer.Option(None, "--latent-dim", min=1, help="Noise size [default: the model's]."),
+    gen_lr: float = typer.Option(None, "--gen-lr", help="Generator learning rate [dcgan 2e-4, wgan-gp 1e-4]."),
+    disc_lr: float = typer.Option(None, "--disc-lr", help="Discriminator/critic learning rate [as --gen-lr]."),
+    option: list[str] = typer.Option(None, "--option", "-O", help="Model setting KEY=VALUE, e.g. n_critic=3."),
+    seed: int = typer.Option(None, "--seed", help="Seed for weights, batches and noise [0]."),
+    device: str = typer.Option(None, "--device", help="cpu | cuda | cuda:N | auto [cpu]."),
+    out: Path = typer.Option(None, "--out", "-o", help="Checkpoint directory [runs/<model>-<symbol or file>]."),
+    checkpoint_every: int = typer.Option(None, "--checkpoint-every", min=1, help="Epochs between checkpoints [10]."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the checkpoint in --out exactly."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing checkpoint in --out."),
+    representation: str = typer.Option(None, "--representation", help="log-returns | minmax-ohlcv [log-returns]."),
+    val_fraction: float = typer.Option(0.0, "--val-fraction", min=0.0, max=0.9,
+                                       help="Hold out the last fraction of windows; logs val_w1 per epoch."),
+) -> None:
+    """Train a generative model on real candles and save a checkpoint directory.
+
+    Under 'torchrun --nproc_per_node K marketsynth train ...' it trains with DistributedDataParallel
+    (NCCL on CUDA, gloo on CPU); only rank 0 writes. Ctrl-C keeps the last checkpoint; --resume continues it.
+    """
+    from marketsynth import api
+
+    settings = load_settings(config) if config else Settings()
+    name = model or (settings.model.name if config else None)
+    if not name:
+        raise ConfigError("say which model: --model dcgan | wgan-gp | timegan | garch (or --config FILE)")
+    model_config = _model_config(settings, seq_len=seq_len, latent_dim=latent_dim, batch_size=batch_size,
+                                 gen_lr=gen_lr, disc_lr=disc_lr, options=option or [])
+    ts = settings.training
+    source_name = symbol.upper() if symbol else (csv.name.split(".")[0] if csv else "data")
+    out = out or Path(ts.out) / f"{name.lower()}-{source_name}"
+    with one_line_warnings():
+        result = api.train(
+            name, csv=csv, symbol=symbol, interval=interval, exchange=exchange, store=store, start=start, end=end,
+            representation=representation or settings.model.representation, config=model_config,
+            epochs=epochs or ts.epochs, seed=ts.seed if seed is None else seed, device=device or ts.device,
+            out=out, checkpoint_every=checkpoint_every or ts.checkpoint_every, resume=resume,
+            overwrite=overwrite, val_fraction=val_fraction, progress=True,
+        )
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    rows = result.history.rows
+    cfg = result.model.config
+    console.print(f"trained {result.model.name}: {rows[-1].get('epoch', len(rows)) if rows else 0} epoch(s) on "
+                  f"{result.n_windows} windows of {cfg.seq_len} bars from {result.source.get('file') or source_name}")
+    losses = "  ".join(f"{k} {v:.4g}" for k, v in result.final_losses.items() if isinstance(v, int | float))
+    console.print(f"final: {losses}")
+    console.print(f"checkpoint: {out}  (next: marketsynth generate --model {out} --num-samples 100 "
+                  f"--output samples.csv)")
+
+
+def generate(
+    model: Path = typer.Option(..., "--model", "-m", help="Checkpoint directory written by 'marketsynth train'."),
+    num_samples: int = typer.Option(100, "--num-samples", "-n", min=1, help="Paths (or interpolation anchors)."),
+    output: Path = typer.Option(..., "--output", "-o", help="FILE.csv or FILE.parquet (written atomically)."),
+    start_price: float = typer.Option(None, "--start-price", help="Close before each path [the last real close]."),
+    length: int = typer.Option(None, "--length", min=1, help="Bars per path [the training window]. " + LONG_PATHS),
+    seed: int = typer.Option(0, "--seed", help="Same seed, same file (byte for byte)."),
+    normalized: bool = typer.Option(False, "--normalized", help="Write model-space features, not prices."),
+    interpolate: bool = typer.Option(False, "--interpolate",
+                                     help="Walk the latent space between consecutive samples (spherical)."),
+    interp_steps: int = typer.Option(10, "--interp-steps", min=1, help="Steps between two samples."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Noise scale (1 = as trained)."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto."),
+) -> None:
+    """Sample synthetic candles: CSV/Parquet with sample_id, timestep, open, high, low, close, volume.
+
+    With --interpolate, N samples give (N-1)*K+1 windows along a spherical walk through their latent codes.
+    """
+    from marketsynth import api
+
+    if output.suffix.lower() not in (".csv", ".parquet"):
+        raise ConfigError(f"--output {output}: use a .csv or .parquet file name")
+    if not output.parent.exists():
+        raise ConfigError(f"--output {output}: folder {output.parent} does not exist")
+    checkpoint = api.load(model, device=device)
+    frame = api.sample(checkpoint, num_samples, seed=seed, length=length, start_price=start_price,
+                       normalized=normalized, interpolate=interpolate, interp_steps=interp_steps,
+                       temperature=temperature, output=output)
+    paths, bars = frame["sample_id"].nunique(), frame["timestep"].nunique()
+    kind = "model-space windows" if normalized else "candle paths"
+    console.print(f"wrote {paths} {kind} x {bars} bars ({len(frame)} rows) from {checkpoint.model.name} "
+                  f"to {output}")
+
+
+def _model_config(settings: Settings, *, options: list[str], **cli: int | float | None) -> dict:
+    """Model settings: the config file's explicitly set keys, then its model.options, then the CLI options."""
+    config: dict = {}
+    for section, keys in ((settings.model, ("seq_len", "latent_dim")),
+                          (settings.training, ("batch_size", "gen_lr", "disc_lr"))):
+        config.update({k: getattr(section, k) for k in keys if k in section.model_fields_set})
+    config.update(settings.model.options)
+    config.update({k: v for k, v in cli.items() if v is not None})
+    for item in options:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--option '{item}' is not KEY=VALUE, e.g. --option n_critic=3")
+        try:
+            config[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"--option {item}: unreadable value (use YAML: 3, 1e-4, [64, 32], true)") from None
+    return config
+
+
+@contextmanager
+def one_line_warnings():
+    """Show warnings as 'warning: ...' lines on stderr (not file:line plus source)."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        err_console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
