@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytest_plugins = ["tests.fixtures.fake_exchange", "tests.fixtures.postgres"]
+
 # Tests share 2 cores with everything else; one intra-op thread keeps them fast and deterministic.
 torch.set_num_threads(1)
 os.environ.setdefault("MARKETSYNTH_NO_PROGRESS", "1")

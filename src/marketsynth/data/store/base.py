@@ -71,13 +71,13 @@ class Store(ABC):
         if bars.empty:
             return 0
         with self._lock:
-            self._upsert(exchange, symbol.upper(), parse_timeframe(timeframe).name, bars)
+            self._upsert(exchange.lower(), symbol.upper(), parse_timeframe(timeframe).name, bars)
         return len(bars)
 
     def read_bars(self, exchange: str, symbol: str, timeframe: Timeframe | str, start=None, end=None) -> pd.DataFrame:
         """Bars with open time in [start, end), ascending."""
         with self._lock:
-            frame = self._select(exchange, symbol.upper(), parse_timeframe(timeframe).name,
+            frame = self._select(exchange.lower(), symbol.upper(), parse_timeframe(timeframe).name,
                                  _opt_utc(start), _opt_utc(end))
         return as_bars(frame, source="store")
 
@@ -107,11 +107,11 @@ class Store(ABC):
         ranges = [(to_utc(lo), to_utc(hi)) for lo, hi in ranges if to_utc(lo) < to_utc(hi)]
         if ranges:
             with self._lock:
-                self._insert_missing(exchange, symbol.upper(), parse_timeframe(timeframe).name, ranges)
+                self._insert_missing(exchange.lower(), symbol.upper(), parse_timeframe(timeframe).name, ranges)
 
     def known_missing(self, exchange: str, symbol: str, timeframe: Timeframe | str) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
         with self._lock:
-            rows = self._select_missing(exchange, symbol.upper(), parse_timeframe(timeframe).name)
+            rows = self._select_missing(exchange.lower(), symbol.upper(), parse_timeframe(timeframe).name)
         return sorted((to_utc(lo), to_utc(hi)) for lo, hi in rows)
 
     def gaps(self, exchange: str, symbol: str, timeframe: Timeframe | str, start=None, end=None,
@@ -128,7 +128,7 @@ class Store(ABC):
     def mark_synced(self, exchange: str, symbol: str, timeframe: Timeframe | str, start, end) -> None:
         """Record that [start, end) was requested from the exchange and is now stored or known missing."""
         with self._lock:
-            self._upsert_sync_state(exchange, symbol.upper(), parse_timeframe(timeframe).name,
+            self._upsert_sync_state(exchange.lower(), symbol.upper(), parse_timeframe(timeframe).name,
                                     to_utc(start), to_utc(end), pd.Timestamp.now(tz="UTC"))
 
     def sync_state(self) -> pd.DataFrame:

@@ -44,6 +44,7 @@ class DuckDBStore(Store):
             raise StoreError(f"no store at {self.path}; fetch or import data first (marketsynth fetch ...)")
         if self.path.parent and not self.path.parent.exists():
             raise StoreError(f"cannot create store {self.path}: folder {self.path.parent} does not exist")
+        self._con = None
         try:
             self._con = duckdb.connect(str(self.path), read_only=read_only)
             if not read_only:
@@ -52,6 +53,8 @@ class DuckDBStore(Store):
                 self._con.execute("INSERT OR IGNORE INTO store_meta VALUES ('schema_version', ?)",
                                   [str(SCHEMA_VERSION)])
         except duckdb.Error as exc:
+            if getattr(self, "_con", None) is not None:
+                self._con.close()
             raise StoreError(f"cannot open DuckDB store {self.path}: {_first_line(exc)}") from exc
 
     # ---- backend hooks ---------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """PostgreSQL store, a TimescaleDB hypertable when the server offers the extension.
 
-Same tables and semantics as the DuckDB backend; times are ``TIMESTAMPTZ``. Every write is one transaction: bars
-are COPYed into a temporary table and merged with ``INSERT ... ON CONFLICT DO UPDATE``, so a failure leaves what
-was stored before untouched. NaN prices are stored as NULL, as DuckDB does.
+Same tables and semantics as the DuckDB backend; times are ``TIMESTAMPTZ``. Every write is one transaction:
+bars are COPYed into a temporary table and merged with ``INSERT ... ON CONFLICT DO UPDATE``, so a failure
+leaves what was stored before untouched. NaN prices are stored as NULL, as DuckDB does.
 """
 
 from __future__ import annotations
@@ -43,17 +43,18 @@ CREATE TABLE IF NOT EXISTS sync_state (
 SCHEMA_LOCK_KEY = 0x6D61726B65747379  # "marketsy"
 
 PRICES = BAR_COLUMNS[1:]
-INCOMING = """CREATE TEMP TABLE incoming_bars (time TIMESTAMPTZ NOT NULL, open FLOAT8, high FLOAT8, low FLOAT8,
-              close FLOAT8, volume FLOAT8) ON COMMIT DROP"""
+INCOMING = """CREATE TEMP TABLE incoming_bars (time TIMESTAMPTZ NOT NULL,
+    open FLOAT8, high FLOAT8, low FLOAT8, close FLOAT8, volume FLOAT8) ON COMMIT DROP"""
 MERGE = f"""
 INSERT INTO bars (exchange, symbol, timeframe, time, {", ".join(PRICES)})
 SELECT %s, %s, %s, time, {", ".join(f"NULLIF({c}, 'NaN')" for c in PRICES)} FROM incoming_bars
 ON CONFLICT (exchange, symbol, timeframe, time) DO UPDATE SET
   {", ".join(f"{c} = excluded.{c}" for c in PRICES)}
-WHERE ({", ".join(f"bars.{c}" for c in PRICES)}) IS DISTINCT FROM ({", ".join(f"excluded.{c}" for c in PRICES)})
+WHERE ({", ".join(f"bars.{c}" for c in PRICES)})
+  IS DISTINCT FROM ({", ".join(f"excluded.{c}" for c in PRICES)})
 """
 
-# ---- TimescaleDB ---------------------------------------------------------------------------------------------
+# ---- TimescaleDB ------------------------------------------------------------------------------------------
 _INTERVAL = re.compile(
     r"^\s*\d+\s*(microseconds?|milliseconds?|seconds?|minutes?|hours?|days?|weeks?|months?|years?)\s*$", re.I)
 
@@ -72,6 +73,7 @@ def timescale_statements(*, convert: bool, chunk_interval: str = "30 days", comp
     The primary key includes ``time``, as TimescaleDB requires of unique keys on a hypertable. Compression is
     segmented by series and ordered by time, so reading one series' range decompresses only that series.
     Policies use ``if_not_exists``: re-opening a store never fails, but also never changes an existing policy.
+    Upserts into already compressed chunks (re-fetching old bars) need TimescaleDB 2.11 or later.
     """
     statements = []
     if convert:
@@ -83,8 +85,9 @@ def timescale_statements(*, convert: bool, chunk_interval: str = "30 days", comp
             "timescaledb.compress_segmentby = 'exchange, symbol, timeframe', "
             "timescaledb.compress_orderby = 'time')",
         ]
-    statements.append("SELECT add_compression_policy('bars', "
-                      f"compress_after => {_interval(compress_after, 'compression age')}, if_not_exists => TRUE)")
+    age = _interval(compress_after, "compression age")
+    statements.append(
+        f"SELECT add_compression_policy('bars', compress_after => {age}, if_not_exists => TRUE)")
     if retention:
         statements.append("SELECT add_retention_policy('bars', "
                           f"drop_after => {_interval(retention, 'retention')}, if_not_exists => TRUE)")
@@ -111,12 +114,12 @@ def enable_timescale(cur, **options) -> bool:
     return True
 
 
-# ---- the store -----------------------------------------------------------------------------------------------
+# ---- the store -------------------------------------------------------------------------------------------
 class PostgresStore(Store):
     """Candles in PostgreSQL. ``backend_kind`` says whether ``bars`` is a TimescaleDB hypertable.
 
-    ``retention`` (e.g. ``"5 years"``) drops chunks whose bars are older than that; only with TimescaleDB, off by
-    default. ``url`` keeps the address with the password masked, safe to print.
+    ``retention`` (e.g. ``"5 years"``) drops chunks whose bars are older than that; only with TimescaleDB, off
+    by default. ``url`` keeps the address with the password masked, safe to print.
     """
 
     def __init__(self, url: str, *, retention: str | None = None, chunk_interval: str = "30 days",
@@ -126,7 +129,7 @@ class PostgresStore(Store):
         self._timeout = connect_timeout
         self.url = mask_password(url)
         self.location = describe(url)
-        timescale = {"retention": retention, "chunk_interval": chunk_interval, "compress_after": compress_after}
+        timescale = dict(retention=retention, chunk_interval=chunk_interval, compress_after=compress_after)
         timescale_statements(convert=True, **timescale)  # reject bad intervals before touching the server
         self._conn: psycopg.Connection | None = self._connect()
         try:
@@ -139,16 +142,19 @@ class PostgresStore(Store):
             log.warning("retention '%s' needs TimescaleDB, which %s lacks; keeping all bars", retention,
                         self.location)
 
-    # ---- backend hooks ---------------------------------------------------------------------------------------
+    # ---- backend hooks ------------------------------------------------------------------------------------
     def _upsert(self, exchange, symbol, timeframe, bars):
-        rows = zip(bars["time"].dt.to_pydatetime(), *(bars[c].to_numpy() for c in PRICES), strict=True)
-        with self._errors("writing"), self._transaction() as cur:
+        columns = [bars["time"].dt.to_pydatetime(), *(bars[c].to_numpy() for c in PRICES)]
+
+        def work(cur):
             cur.execute(INCOMING)
             with cur.copy("COPY incoming_bars FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(["timestamptz"] + ["float8"] * len(PRICES))
-                for row in rows:
+                for row in zip(*columns, strict=True):
                     copy.write_row(row)
             cur.execute(MERGE, [exchange, symbol, timeframe])
+
+        self._write(work)
 
     def _select(self, exchange, symbol, timeframe, start, end):
         # Times travel as integer microseconds: building tz-aware datetimes row by row costs twice as much.
@@ -175,34 +181,34 @@ class PostgresStore(Store):
 
     def _insert_missing(self, exchange, symbol, timeframe, ranges):
         now = pd.Timestamp.now(tz="UTC").to_pydatetime()
-        rows = [(exchange, symbol, timeframe, lo.to_pydatetime(), hi.to_pydatetime(), now) for lo, hi in ranges]
-        with self._errors("writing"), self._transaction() as cur:
-            cur.executemany(
-                """INSERT INTO known_gaps VALUES (%s, %s, %s, %s, %s, %s)
-                   ON CONFLICT (exchange, symbol, timeframe, start_time) DO UPDATE SET
-                     end_time = greatest(known_gaps.end_time, excluded.end_time),
-                     recorded_at = excluded.recorded_at""",
-                rows)
+        rows = [(exchange, symbol, timeframe, lo.to_pydatetime(), hi.to_pydatetime(), now)
+                for lo, hi in ranges]
+        self._write(lambda cur: cur.executemany(
+            """INSERT INTO known_gaps VALUES (%s, %s, %s, %s, %s, %s)
+               ON CONFLICT (exchange, symbol, timeframe, start_time) DO UPDATE SET
+                 end_time = greatest(known_gaps.end_time, excluded.end_time),
+                 recorded_at = excluded.recorded_at""",
+            rows))
 
     def _select_missing(self, exchange, symbol, timeframe):
         return self._fetch(
-            "SELECT start_time, end_time FROM known_gaps WHERE exchange = %s AND symbol = %s AND timeframe = %s",
+            """SELECT start_time, end_time FROM known_gaps
+               WHERE exchange = %s AND symbol = %s AND timeframe = %s""",
             [exchange, symbol, timeframe])
 
     def _upsert_sync_state(self, exchange, symbol, timeframe, start, end, at):
-        with self._errors("writing"), self._transaction() as cur:
-            cur.execute(
-                """INSERT INTO sync_state VALUES (%s, %s, %s, %s, %s, %s)
-                   ON CONFLICT (exchange, symbol, timeframe) DO UPDATE SET
-                     synced_start = least(sync_state.synced_start, excluded.synced_start),
-                     synced_end = greatest(sync_state.synced_end, excluded.synced_end),
-                     synced_at = excluded.synced_at""",
-                [exchange, symbol, timeframe, start.to_pydatetime(), end.to_pydatetime(), at.to_pydatetime()])
+        self._write(lambda cur: cur.execute(
+            """INSERT INTO sync_state VALUES (%s, %s, %s, %s, %s, %s)
+               ON CONFLICT (exchange, symbol, timeframe) DO UPDATE SET
+                 synced_start = least(sync_state.synced_start, excluded.synced_start),
+                 synced_end = greatest(sync_state.synced_end, excluded.synced_end),
+                 synced_at = excluded.synced_at""",
+            [exchange, symbol, timeframe, start.to_pydatetime(), end.to_pydatetime(), at.to_pydatetime()]))
 
     def _select_sync_state(self):
-        rows = self._fetch("SELECT exchange, symbol, timeframe, synced_start, synced_end, synced_at FROM sync_state")
-        return pd.DataFrame.from_records(
-            rows, columns=["exchange", "symbol", "timeframe", "synced_start", "synced_end", "synced_at"])
+        columns = ["exchange", "symbol", "timeframe", "synced_start", "synced_end", "synced_at"]
+        rows = self._fetch(f"SELECT {', '.join(columns)} FROM sync_state")
+        return pd.DataFrame.from_records(rows, columns=columns)
 
     def close(self):
         with self._lock:
@@ -213,7 +219,7 @@ class PostgresStore(Store):
     def __repr__(self) -> str:
         return f"PostgresStore({self.url!r}, backend_kind={getattr(self, 'backend_kind', None)!r})"
 
-    # ---- helpers --------------------------------------------------------------------------------------------
+    # ---- helpers ------------------------------------------------------------------------------------------
     def _connect(self) -> psycopg.Connection:
         # Explicit settings in the URL win over the default timeout.
         options = {} if "connect_timeout" in _conninfo(self._dsn) else {"connect_timeout": self._timeout}
@@ -226,33 +232,51 @@ class PostgresStore(Store):
         conn.execute("SET TIME ZONE 'UTC'")
         return conn
 
-    def _connection(self) -> psycopg.Connection:
-        if self._conn is None:
-            raise StoreError(f"PostgreSQL store {self.location} is closed; open it again")
-        if self._conn.broken:  # the server restarted or the network dropped: one fresh connection
-            self._conn = self._connect()
-        return self._conn
-
     def _create_schema(self, timescale: dict) -> str:
-        with self._transaction() as cur:
+        with self._conn.transaction(), self._conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", [SCHEMA_LOCK_KEY])
             cur.execute(SCHEMA)
-            cur.executemany("INSERT INTO timeframes VALUES (%s, %s, %s) ON CONFLICT DO NOTHING", TIMEFRAME_ROWS)
+            cur.executemany("INSERT INTO timeframes VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                            TIMEFRAME_ROWS)
             cur.execute("INSERT INTO store_meta VALUES ('schema_version', %s) ON CONFLICT DO NOTHING",
                         [str(SCHEMA_VERSION)])
             return "timescaledb" if enable_timescale(cur, **timescale) else "postgresql"
 
-    @contextmanager
-    def _transaction(self):
-        """A cursor inside one transaction: committed on success, rolled back on any exception."""
-        conn = self._connection()
-        with conn.transaction(), conn.cursor() as cur:
-            yield cur
+    def _write(self, work) -> None:
+        """Run ``work(cursor)`` in one transaction: committed on success, rolled back on any exception."""
+
+        def attempt():
+            with self._conn.transaction(), self._conn.cursor() as cur:
+                work(cur)
+
+        with self._errors("writing"):
+            self._retrying(attempt)
 
     def _fetch(self, sql: str, params=None) -> list[tuple]:
-        with self._errors("reading"), self._connection().cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
+        def attempt():
+            with self._conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall()
+
+        with self._errors("reading"):
+            return self._retrying(attempt)
+
+    def _retrying(self, attempt):
+        """Once more on a fresh connection when the old one broke (server restart, dropped network).
+
+        Safe for writes too: a transaction cut off is rolled back, and every write here is an idempotent
+        upsert.
+        """
+        if self._conn is None:
+            raise StoreError(f"PostgreSQL store {self.location} is closed; open it again")
+        try:
+            return attempt()
+        except psycopg.OperationalError:
+            if not self._conn.broken:
+                raise
+            self._conn.close()
+            self._conn = self._connect()
+            return attempt()
 
     @contextmanager
     def _errors(self, action: str):
@@ -263,7 +287,7 @@ class PostgresStore(Store):
             raise StoreError(f"{action} PostgreSQL store {self.location}{outcome}{_first_line(exc)}") from exc
 
 
-# ---- URLs ----------------------------------------------------------------------------------------------------
+# ---- URLs ------------------------------------------------------------------------------------------------
 def _conninfo(url: str) -> dict:
     try:
         return conninfo_to_dict(url)
