@@ -15,13 +15,19 @@ from marketsynth.testing.fake_exchange import FakeExchange
 
 @pytest.fixture(scope="module")
 def month(btc_csv):
-    return read_bars_file(btc_csv).iloc[2000:2000 + 24 * 30].reset_index(drop=True)
+    return read_bars_file(btc_csv).iloc[2000 : 2000 + 24 * 30].reset_index(drop=True)
 
 
 @pytest.fixture
 def fake(month):
-    with FakeExchange({"BTCUSDT": month, "ETHUSDT": month.assign(close=month.close / 10, open=month.open / 10,
-                                                                 high=month.high / 10, low=month.low / 10)}) as ex:
+    with FakeExchange(
+        {
+            "BTCUSDT": month,
+            "ETHUSDT": month.assign(
+                close=month.close / 10, open=month.open / 10, high=month.high / 10, low=month.low / 10
+            ),
+        }
+    ) as ex:
         yield ex
 
 
@@ -45,9 +51,24 @@ def digest(path):
 
 def fetch_args(fake, store, *extra):
     first, last = fake.candles("BTCUSDT", "1h").time.iloc[[0, -1]]
-    return ["fetch", "--exchange", "bybit", "--symbol", "BTCUSDT", "--interval", "1h", "--store", store,
-            "--base-url", fake.base_url, "--start", first.isoformat(), "--end", (last + pd.Timedelta(hours=1)).isoformat(),
-            *extra]
+    return [
+        "fetch",
+        "--exchange",
+        "bybit",
+        "--symbol",
+        "BTCUSDT",
+        "--interval",
+        "1h",
+        "--store",
+        store,
+        "--base-url",
+        fake.base_url,
+        "--start",
+        first.isoformat(),
+        "--end",
+        (last + pd.Timedelta(hours=1)).isoformat(),
+        *extra,
+    ]
 
 
 def test_fetch_then_export_round_trip(capsys, tmp_path, fake, month):
@@ -68,58 +89,139 @@ def test_fetch_from_config_runs_every_symbol_and_timeframe(capsys, tmp_path, fak
     text = text.replace("base_url: null", f"base_url: {fake.base_url}").replace("[15m, 1h]", "[1h, 4h]")
     config.write_text(text)
     first = month.time.iloc[0]
-    code, out, _ = run(capsys, "fetch", "--config", config, "--start", first.isoformat(),
-                       "--end", (first + pd.Timedelta(days=30)).isoformat())
+    code, out, _ = run(
+        capsys,
+        "fetch",
+        "--config",
+        config,
+        "--start",
+        first.isoformat(),
+        "--end",
+        (first + pd.Timedelta(days=30)).isoformat(),
+    )
     assert code == 0, out
     with open_store(tmp_path / "c.duckdb") as db:
         coverage = db.coverage()
     assert sorted(zip(coverage.symbol, coverage.timeframe, strict=True)) == [
-        ("BTCUSDT", "1h"), ("BTCUSDT", "4h"), ("ETHUSDT", "1h"), ("ETHUSDT", "4h")]
+        ("BTCUSDT", "1h"),
+        ("BTCUSDT", "4h"),
+        ("ETHUSDT", "1h"),
+        ("ETHUSDT", "4h"),
+    ]
     assert set(coverage.exchange) == {"binance"}
 
 
 def test_import_check_resample_export(capsys, tmp_path, btc_csv):
     store = tmp_path / "s.duckdb"
-    code, out, _ = run(capsys, "data", "import", btc_csv, "--symbol", "BTCUSDT", "--interval", "1h",
-                       "--exchange", "binance", "--store", store)
+    code, out, _ = run(
+        capsys,
+        "data",
+        "import",
+        btc_csv,
+        "--symbol",
+        "BTCUSDT",
+        "--interval",
+        "1h",
+        "--exchange",
+        "binance",
+        "--store",
+        store,
+    )
     assert code == 0 and "imported 33364 1h bars" in out
-    assert run(capsys, "data", "import", btc_csv, "--symbol", "BTCUSDT", "--interval", "60", "--exchange", "binance",
-               "--store", store)[0] == 0  # idempotent
-    code, out, _ = run(capsys, "data", "resample", "--symbol", "BTCUSDT", "--from", "1h", "--to", "4h,1d",
-                       "--store", store)
+    assert (
+        run(
+            capsys,
+            "data",
+            "import",
+            btc_csv,
+            "--symbol",
+            "BTCUSDT",
+            "--interval",
+            "60",
+            "--exchange",
+            "binance",
+            "--store",
+            store,
+        )[0]
+        == 0
+    )  # idempotent
+    code, out, _ = run(
+        capsys, "data", "resample", "--symbol", "BTCUSDT", "--from", "1h", "--to", "4h,1d", "--store", store
+    )
     assert code == 0 and "8340 4h bars" in out and "1389 1d bars" in out
     code, out, _ = run(capsys, "data", "check", "--store", store)
     assert code == 0
     rows = [line for line in out.splitlines() if "BTCUSDT" in line]
     assert len(rows) == 3 and any("33364" in row for row in rows)
-    code, out, _ = run(capsys, "data", "export", "--symbol", "BTCUSDT", "--interval", "1d", "--output",
-                       tmp_path / "d.parquet", "--start", "2021-01-01", "--end", "2021-01-08", "--store", store)
+    code, out, _ = run(
+        capsys,
+        "data",
+        "export",
+        "--symbol",
+        "BTCUSDT",
+        "--interval",
+        "1d",
+        "--output",
+        tmp_path / "d.parquet",
+        "--start",
+        "2021-01-01",
+        "--end",
+        "2021-01-08",
+        "--store",
+        store,
+    )
     assert code == 0 and "exported 7 bars" in out
     assert len(read_bars_file(tmp_path / "d.parquet")) == 7
 
 
 def test_check_a_file_reports_duplicates_gaps_and_violations(capsys, tmp_path):
     path = tmp_path / "bad.csv"
-    path.write_text("timestamp,open,high,low,close,volume\n2021-01-01T00:00:00Z,1,2,0.5,1.5,10\n"
-                    "2021-01-01T01:00:00Z,1.5,1.4,1,1.2,5\n2021-01-01T01:00:00Z,1.5,1.4,1,1.2,5\n"
-                    "2021-01-01T04:00:00Z,1.5,1.6,1,1.2,-5\n")
+    path.write_text(
+        "timestamp,open,high,low,close,volume\n2021-01-01T00:00:00Z,1,2,0.5,1.5,10\n"
+        "2021-01-01T01:00:00Z,1.5,1.4,1,1.2,5\n2021-01-01T01:00:00Z,1.5,1.4,1,1.2,5\n"
+        "2021-01-01T04:00:00Z,1.5,1.6,1,1.2,-5\n"
+    )
     code, out, _ = run(capsys, "data", "check", "--file", path, "--interval", "1h")
     assert code == 0
     row = next(line for line in out.splitlines() if "file" in line and "1h" in line)
     assert "1 (2)" in row and "1 high<body" in row and "1 volume<0" in row
 
 
-@pytest.mark.parametrize(("args", "phrases"), [
-    (["fetch", "--exchange", "kraken", "--symbol", "BTCUSDT", "--interval", "1h", "--days", "1"],
-     ["unknown exchange 'kraken'"]),
-    (["fetch", "--exchange", "bybit", "--symbol", "BTCUSDT", "--interval", "7x", "--days", "1"], ["unknown interval '7x'"]),
-    (["fetch", "--exchange", "bybit", "--symbol", "BTCUSDT", "--interval", "1h", "--start", "2021-02-01",
-      "--end", "2021-01-01"], ["not before --end", "swap"]),
-    (["fetch", "--exchange", "bybit", "--symbol", "BTCUSDT", "--interval", "1h", "--start", "yesterday-ish"],
-     ["is not a date"]),
-    (["data", "export", "--symbol", "NOPE", "--interval", "1h", "--output", "x.csv"], ["has no NOPE 1h"]),
-    (["data", "resample", "--symbol", "BTCUSDT", "--from", "1h", "--to", "15m"], ["whole multiple"]),
-])
+@pytest.mark.parametrize(
+    ("args", "phrases"),
+    [
+        (
+            ["fetch", "--exchange", "kraken", "--symbol", "BTCUSDT", "--interval", "1h", "--days", "1"],
+            ["unknown exchange 'kraken'"],
+        ),
+        (
+            ["fetch", "--exchange", "bybit", "--symbol", "BTCUSDT", "--interval", "7x", "--days", "1"],
+            ["unknown interval '7x'"],
+        ),
+        (
+            [
+                "fetch",
+                "--exchange",
+                "bybit",
+                "--symbol",
+                "BTCUSDT",
+                "--interval",
+                "1h",
+                "--start",
+                "2021-02-01",
+                "--end",
+                "2021-01-01",
+            ],
+            ["not before --end", "swap"],
+        ),
+        (
+            ["fetch", "--exchange", "bybit", "--symbol", "BTCUSDT", "--interval", "1h", "--start", "yesterday-ish"],
+            ["is not a date"],
+        ),
+        (["data", "export", "--symbol", "NOPE", "--interval", "1h", "--output", "x.csv"], ["has no NOPE 1h"]),
+        (["data", "resample", "--symbol", "BTCUSDT", "--from", "1h", "--to", "15m"], ["whole multiple"]),
+    ],
+)
 def test_bad_input_is_one_line_and_leaves_the_store_alone(capsys, tmp_path, monkeypatch, btc_csv, args, phrases):
     monkeypatch.chdir(tmp_path)
     store = tmp_path / "marketsynth.duckdb"
@@ -146,11 +248,14 @@ def test_unreachable_exchange_says_so(capsys, tmp_path, fake):
     one_line_error(code, err, "cannot reach", url.split("//")[1])
 
 
-@pytest.mark.parametrize(("content", "phrase"), [
-    ("time,open,high\n1,2,3\n", "no 'low' column"),
-    ("\x00\x01garbage", "bad.csv"),
-    ("timestamp,open,high,low,close,volume\n2021-01-01T00:30:00Z,1,2,0.5,1.5,1\n", "not 1h bar open times"),
-])
+@pytest.mark.parametrize(
+    ("content", "phrase"),
+    [
+        ("time,open,high\n1,2,3\n", "no 'low' column"),
+        ("\x00\x01garbage", "bad.csv"),
+        ("timestamp,open,high,low,close,volume\n2021-01-01T00:30:00Z,1,2,0.5,1.5,1\n", "not 1h bar open times"),
+    ],
+)
 def test_malformed_import_is_refused_and_store_unchanged(capsys, tmp_path, btc_csv, content, phrase):
     store = tmp_path / "s.duckdb"
     with open_store(store) as db:
@@ -170,8 +275,20 @@ def test_unreachable_database_is_one_line(capsys, tmp_path):
 
 
 def test_console_script_exit_code_and_debug(tmp_path):
-    cmd = [sys.executable, "-m", "marketsynth.cli.app", "data", "import", str(tmp_path / "none.csv"),
-           "--symbol", "X", "--interval", "1h", "--store", str(tmp_path / "s.duckdb")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "marketsynth.cli.app",
+        "data",
+        "import",
+        str(tmp_path / "none.csv"),
+        "--symbol",
+        "X",
+        "--interval",
+        "1h",
+        "--store",
+        str(tmp_path / "s.duckdb"),
+    ]
     plain = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert plain.returncode == 2 and plain.stderr.strip().startswith("error:") and "Traceback" not in plain.stderr
     debug = subprocess.run(cmd[:3] + ["--debug"] + cmd[3:], capture_output=True, text=True, timeout=60)

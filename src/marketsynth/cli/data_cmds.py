@@ -29,14 +29,20 @@ def resolve_exchange(db: Store, symbol: str, timeframe: Timeframe, exchange: str
     held = db.exchanges_for(symbol, timeframe)
     if exchange:
         if exchange not in held:
-            raise DataError(f"the store has no {symbol.upper()} {timeframe.name} from '{exchange}'"
-                            + (f"; it has it from {', '.join(held)}" if held else "; fetch or import it first"))
+            raise DataError(
+                f"the store has no {symbol.upper()} {timeframe.name} from '{exchange}'"
+                + (f"; it has it from {', '.join(held)}" if held else "; fetch or import it first")
+            )
         return exchange
     if not held:
-        raise DataError(f"the store has no {symbol.upper()} {timeframe.name} candles; "
-                        f"fetch them (marketsynth fetch) or import a file (marketsynth data import)")
+        raise DataError(
+            f"the store has no {symbol.upper()} {timeframe.name} candles; "
+            f"fetch them (marketsynth fetch) or import a file (marketsynth data import)"
+        )
     if len(held) > 1:
-        raise ConfigError(f"{symbol.upper()} {timeframe.name} is stored from {', '.join(held)}; pick one with --exchange")
+        raise ConfigError(
+            f"{symbol.upper()} {timeframe.name} is stored from {', '.join(held)}; pick one with --exchange"
+        )
     return held[0]
 
 
@@ -44,13 +50,26 @@ def resolve_exchange(db: Store, symbol: str, timeframe: Timeframe, exchange: str
 def check(
     store: str = typer.Option(None, "--store", help=STORE_HELP),
     symbol: str = typer.Option(None, "--symbol", "-s", help="Only these symbols (comma-separated)."),
-    interval: str = typer.Option(None, "--interval", "-i", help="Only these intervals; with --file, the file's interval."),
+    interval: str = typer.Option(
+        None, "--interval", "-i", help="Only these intervals; with --file, the file's interval."
+    ),
     file: Path = typer.Option(None, "--file", help="Check a CSV/Parquet file instead of the store."),
 ) -> None:
     """Per symbol × timeframe: first, last, rows, gaps, duplicates and OHLC violations."""
     table = Table(title="data check" + (f" — {file}" if file else ""), title_justify="left")
-    for column in ("exchange", "symbol", "tf", "first (UTC)", "last (UTC)", "rows", "gaps (bars)", "largest gap",
-                   "exchange lacks", "duplicates", "OHLC violations"):
+    for column in (
+        "exchange",
+        "symbol",
+        "tf",
+        "first (UTC)",
+        "last (UTC)",
+        "rows",
+        "gaps (bars)",
+        "largest gap",
+        "exchange lacks",
+        "duplicates",
+        "OHLC violations",
+    ):
         table.add_column(column, justify="left" if column in ("exchange", "symbol", "tf") else "right")
     if file is not None:
         if not interval:
@@ -79,15 +98,28 @@ def check(
 def _add_row(table: Table, exchange: str, symbol: str, tf: Timeframe, report) -> None:
     v = report.violations
     largest = f"{report.largest_gap_bars} ({_span(tf, report.largest_gap_bars)})" if report.largest_gap_bars else "0"
-    kinds = [(v.high_below_body, "high<body"), (v.low_above_body, "low>body"),
-             (v.nonpositive_price, "price<=0"), (v.negative_volume, "volume<0"), (v.missing_values, "empty")]
+    kinds = [
+        (v.high_below_body, "high<body"),
+        (v.low_above_body, "low>body"),
+        (v.nonpositive_price, "price<=0"),
+        (v.negative_volume, "volume<0"),
+        (v.missing_values, "empty"),
+    ]
     violations = ", ".join(f"{count} {label}" for count, label in kinds if count) or "0"
     fmt = "%Y-%m-%d %H:%M"
-    table.add_row(exchange, symbol, tf.name,
-                  report.first.strftime(fmt) if report.first is not None else "-",
-                  report.last.strftime(fmt) if report.last is not None else "-",
-                  str(report.rows), f"{report.gaps} ({report.gap_bars})", largest, str(report.known_gap_bars),
-                  str(report.duplicates), violations)
+    table.add_row(
+        exchange,
+        symbol,
+        tf.name,
+        report.first.strftime(fmt) if report.first is not None else "-",
+        report.last.strftime(fmt) if report.last is not None else "-",
+        str(report.rows),
+        f"{report.gaps} ({report.gap_bars})",
+        largest,
+        str(report.known_gap_bars),
+        str(report.duplicates),
+        violations,
+    )
 
 
 def _span(tf: Timeframe, bars: int) -> str:
@@ -113,9 +145,11 @@ def import_file(
     with open_store(store) as db:
         written = db.write_bars(exchange.lower(), symbol, tf, bars)
         report = check_series(db.read_bars(exchange.lower(), symbol, tf), tf)
-    console.print(f"imported {written} {tf.name} bars of {symbol.upper()} from {file} "
-                  f"({bars.time.iloc[0]:%Y-%m-%d %H:%M} → {bars.time.iloc[-1]:%Y-%m-%d %H:%M} UTC); "
-                  f"the store now holds {report.rows} with {report.gaps} gap(s)")
+    console.print(
+        f"imported {written} {tf.name} bars of {symbol.upper()} from {file} "
+        f"({bars.time.iloc[0]:%Y-%m-%d %H:%M} → {bars.time.iloc[-1]:%Y-%m-%d %H:%M} UTC); "
+        f"the store now holds {report.rows} with {report.gaps} gap(s)"
+    )
 
 
 def check_alignment(bars: pd.DataFrame, tf: Timeframe, source) -> None:
@@ -125,8 +159,10 @@ def check_alignment(bars: pd.DataFrame, tf: Timeframe, source) -> None:
     off = bars["time"] != bucket_starts(bars["time"], tf)
     if off.any():
         first = bars.loc[off, "time"].iloc[0]
-        raise DataError(f"{source}: {int(off.sum())} timestamp(s) are not {tf.name} bar open times "
-                        f"(first {first:%Y-%m-%d %H:%M}); check --interval")
+        raise DataError(
+            f"{source}: {int(off.sum())} timestamp(s) are not {tf.name} bar open times "
+            f"(first {first:%Y-%m-%d %H:%M}); check --interval"
+        )
     if len(bars) > 2 and tf.seconds:
         step = bars["time"].diff().dropna().min()
         if step < pd.Timedelta(seconds=tf.seconds):

@@ -28,7 +28,9 @@ def register(app: typer.Typer) -> None:
         start: str = typer.Option(None, "--start", help="First open time, inclusive (UTC), e.g. 2021-01-01."),
         end: str = typer.Option(None, "--end", help="Last open time, exclusive (UTC); default: now."),
         category: str = typer.Option(None, "--category", help="Bybit market: linear | spot | inverse."),
-        store: str = typer.Option(None, "--store", help="DuckDB file or postgresql:// URL (default marketsynth.duckdb)."),
+        store: str = typer.Option(
+            None, "--store", help="DuckDB file or postgresql:// URL (default marketsynth.duckdb)."
+        ),
         base_url: str = typer.Option(None, "--base-url", help="Override the exchange URL (testnet, local fake)."),
         output: Path = typer.Option(None, "--output", "-o", help="Also export the range to FILE.csv|.parquet."),
         config: Path = typer.Option(None, "--config", "-c", help="Fetch every symbol × timeframe of a config file."),
@@ -52,9 +54,12 @@ def register(app: typer.Typer) -> None:
         lo, hi = time_range(start, end, days)
         if output and len(symbols) * len(timeframes) != 1:
             raise ConfigError("--output exports one series; give a single --symbol and --interval")
-        source = get_source(exchange, base_url=base_url or (settings.base_url if settings else None),
-                            category=category or (settings.category if settings else "linear"),
-                            max_attempts=retries)
+        source = get_source(
+            exchange,
+            base_url=base_url or (settings.base_url if settings else None),
+            category=category or (settings.category if settings else "linear"),
+            max_attempts=retries,
+        )
         target = store or (settings.store if settings else None)
         with source, open_store(target) as db:
             results = _fetch_all(db, source, [(s.upper(), tf) for s in symbols for tf in timeframes], lo, hi, workers)
@@ -73,7 +78,12 @@ def _fetch_all(db, source, pairs, lo, hi, workers) -> list[SyncResult]:
         def run(pair):
             task = tasks[pair]
             return sync_series(
-                db, source, pair[0], pair[1], lo, hi,
+                db,
+                source,
+                pair[0],
+                pair[1],
+                lo,
+                hi,
                 on_plan=lambda total: progress.update(task, total=total),
                 on_bars=lambda n: progress.advance(task, n),
             )
@@ -99,6 +109,13 @@ def _print_results(results: list[SyncResult]) -> None:
         table.add_column(column, justify="right" if column in ("fetched", "exchange lacks") else "left")
     for r in results:
         span = f"{r.start:%Y-%m-%d %H:%M} → {r.end:%Y-%m-%d %H:%M}"
-        table.add_row(r.exchange, r.symbol, r.timeframe, span, str(r.stored_bars), str(r.missing_bars),
-                      "yes" if r.planned_bars == 0 else "now")
+        table.add_row(
+            r.exchange,
+            r.symbol,
+            r.timeframe,
+            span,
+            str(r.stored_bars),
+            str(r.missing_bars),
+            "yes" if r.planned_bars == 0 else "now",
+        )
     console.print(table)

@@ -40,7 +40,9 @@ class ModelConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ModelError(f"unknown setting(s) {', '.join(unknown)} for this model; known: {', '.join(sorted(known))}")
+            raise ModelError(
+                f"unknown setting(s) {', '.join(unknown)} for this model; known: {', '.join(sorted(known))}"
+            )
         return cls(**values)
 
 
@@ -65,7 +67,12 @@ class GenerativeModel(ABC):
     scaling: ClassVar[str] = "standard"  # how the representation scales features for this model ("minmax" for tanh)
     iterative: ClassVar[bool] = True  # False: ``fit`` is one closed-form/likelihood fit (no epochs)
     has_latent: ClassVar[bool] = True  # False: no latent space to interpolate in
-    native_long_paths: ClassVar[bool] = False  # True: ``sample(length=...)`` continues one state; False: chained windows
+    native_long_paths: ClassVar[bool] = (
+        False  # True: ``sample(length=...)`` continues one state; False: chained windows
+    )
+    supports_distributed: ClassVar[bool] = False  # True: train_step runs its forwards through ``net(name)`` (DDP)
+    ddp_exclude: ClassVar[tuple[str, ...]] = ()  # modules not wrapped in DDP; train_step calls average_gradients
+    watch_loss: ClassVar[str] = "g_loss"  # the loss whose explosion the training loop warns about
 
     def __init__(self, config: ModelConfig | dict | None = None, *, device: str | torch.device = "cpu", seed: int = 0):
         if isinstance(config, dict):
@@ -74,14 +81,18 @@ class GenerativeModel(ABC):
         self.device = torch.device(device)
         self.seed = seed
         torch.manual_seed(seed)  # weight initialisation is part of the run's reproducibility
+        self._wrapped: dict[str, torch.nn.Module] = {}  # DDP wrappers while training under torchrun
 
     # ---- training ----------------------------------------------------------------------------------------------
-    def train_step(self, batch: torch.Tensor, conditions: torch.Tensor | None, *, epoch: int,
-                   total_epochs: int) -> dict[str, float]:
+    def train_step(
+        self, batch: torch.Tensor, conditions: torch.Tensor | None, *, epoch: int, total_epochs: int
+    ) -> dict[str, float]:
         """One optimisation step on a batch ``[b, seq_len, n_features]``; returns the losses to show and log."""
         raise ModelError(f"{self.name} is not trained step by step")
 
-    def fit(self, windows: np.ndarray, conditions: np.ndarray | None = None, *, epochs: int = 1, **loop_options) -> History:
+    def fit(
+        self, windows: np.ndarray, conditions: np.ndarray | None = None, *, epochs: int = 1, **loop_options
+    ) -> History:
         """Train on windows; neural models run the shared loop (progress, history, checkpoints, resume)."""
         from marketsynth.training import train_loop
 
@@ -95,10 +106,57 @@ class GenerativeModel(ABC):
         """The optimisers, by name (their state is saved for exact resume)."""
         return {}
 
+    def discriminator_wins(self, row: dict[str, Any]) -> bool:
+        """Whether an epoch's mean losses say the discriminator separates real from fake perfectly, so the
+        generator gets no signal (the loop warns after a few such epochs). Default: ``d_loss`` near 0."""
+        value = row.get("d_loss")
+        return isinstance(value, float | int) and abs(value) < 0.05
+
+    # ---- distributed training (the loop calls distribute/undistribute under torchrun) --------------------------
+    def net(self, name: str) -> torch.nn.Module:
+        """The module to run training forwards through: its DDP wrapper under torchrun, else the module itself."""
+        wrapped = getattr(self, "_wrapped", {}).get(name)
+        return wrapped if wrapped is not None else self.modules()[name]
+
+    def distribute(self, wrap) -> None:
+        """Wrap every module except ``ddp_exclude`` with ``wrap`` (DDP); excluded modules start from rank 0's
+        weights and their gradients are averaged by ``average_gradients``."""
+        import torch.distributed as dist
+
+        self._wrapped = {}
+        for name, module in self.modules().items():
+            if name in self.ddp_exclude:
+                for tensor in module.state_dict().values():
+                    dist.broadcast(tensor, src=0)
+            else:
+                self._wrapped[name] = wrap(module)
+
+    def undistribute(self) -> None:
+        self._wrapped = {}
+
+    def average_gradients(self, module: torch.nn.Module) -> None:
+        """Average ``module``'s gradients over the ranks with an explicit all_reduce (a no-op in one process)."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        world = dist.get_world_size()
+        for param in module.parameters():
+            if param.grad is not None:
+                dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
+                param.grad.div_(world)
+
     # ---- generation --------------------------------------------------------------------------------------------
     @abstractmethod
-    def sample(self, n: int, conditions: np.ndarray | None = None, *, seed: int = 0, length: int | None = None,
-               temperature: float = 1.0) -> np.ndarray:
+    def sample(
+        self,
+        n: int,
+        conditions: np.ndarray | None = None,
+        *,
+        seed: int = 0,
+        length: int | None = None,
+        temperature: float = 1.0,
+    ) -> np.ndarray:
         """``n`` windows ``[n, length or seq_len, n_features]`` in model space; same seed → same numbers."""
 
     def sample_latent(self, n: int, *, seed: int = 0) -> torch.Tensor:
@@ -111,17 +169,22 @@ class GenerativeModel(ABC):
     # ---- persistence (weights only; the checkpoint module writes files) ----------------------------------------
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """Every weight as a flat name → tensor dict (safetensors-ready, CPU, contiguous)."""
-        return {f"{name}.{key}": value.detach().cpu().contiguous()
-                for name, module in self.modules().items() for key, value in module.state_dict().items()}
+        return {
+            f"{name}.{key}": value.detach().cpu().contiguous()
+            for name, module in self.modules().items()
+            for key, value in module.state_dict().items()
+        }
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         for name, module in self.modules().items():
             prefix = f"{name}."
-            own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
             try:
                 module.load_state_dict(own, strict=True)
             except RuntimeError as exc:
-                raise ModelError(f"checkpoint weights do not fit {self.name}.{name}: {str(exc).splitlines()[0]}") from exc
+                raise ModelError(
+                    f"checkpoint weights do not fit {self.name}.{name}: {str(exc).splitlines()[0]}"
+                ) from exc
 
     def extra_state(self) -> dict[str, Any]:
         """JSON-serialisable state beyond tensors (fitted parameters of classical models, phase counters...)."""

@@ -30,8 +30,13 @@ class Gap:
     bars: int
 
 
-def find_gaps(times: pd.DatetimeIndex, timeframe: Timeframe | str, start=None, end=None,
-              known: list[tuple[pd.Timestamp, pd.Timestamp]] = ()) -> list[Gap]:
+def find_gaps(
+    times: pd.DatetimeIndex,
+    timeframe: Timeframe | str,
+    start=None,
+    end=None,
+    known: list[tuple[pd.Timestamp, pd.Timestamp]] = (),
+) -> list[Gap]:
     """Runs of expected bar open times absent from ``times`` within [start, end).
 
     Without ``start``/``end`` only the inside of the series counts (from its first to its last bar). Bars inside
@@ -77,11 +82,14 @@ class Store(ABC):
     def read_bars(self, exchange: str, symbol: str, timeframe: Timeframe | str, start=None, end=None) -> pd.DataFrame:
         """Bars with open time in [start, end), ascending."""
         with self._lock:
-            frame = self._select(exchange.lower(), symbol.upper(), parse_timeframe(timeframe).name,
-                                 _opt_utc(start), _opt_utc(end))
+            frame = self._select(
+                exchange.lower(), symbol.upper(), parse_timeframe(timeframe).name, _opt_utc(start), _opt_utc(end)
+            )
         return as_bars(frame, source="store")
 
-    def read_times(self, exchange: str, symbol: str, timeframe: Timeframe | str, start=None, end=None) -> pd.DatetimeIndex:
+    def read_times(
+        self, exchange: str, symbol: str, timeframe: Timeframe | str, start=None, end=None
+    ) -> pd.DatetimeIndex:
         return pd.DatetimeIndex(self.read_bars(exchange, symbol, timeframe, start, end)["time"])
 
     def coverage(self) -> pd.DataFrame:
@@ -109,13 +117,23 @@ class Store(ABC):
             with self._lock:
                 self._insert_missing(exchange.lower(), symbol.upper(), parse_timeframe(timeframe).name, ranges)
 
-    def known_missing(self, exchange: str, symbol: str, timeframe: Timeframe | str) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    def known_missing(
+        self, exchange: str, symbol: str, timeframe: Timeframe | str
+    ) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
         with self._lock:
             rows = self._select_missing(exchange.lower(), symbol.upper(), parse_timeframe(timeframe).name)
         return sorted((to_utc(lo), to_utc(hi)) for lo, hi in rows)
 
-    def gaps(self, exchange: str, symbol: str, timeframe: Timeframe | str, start=None, end=None,
-             *, include_known: bool = False) -> list[Gap]:
+    def gaps(
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: Timeframe | str,
+        start=None,
+        end=None,
+        *,
+        include_known: bool = False,
+    ) -> list[Gap]:
         """Missing bars inside [start, end) (default: between the first and last stored bar).
 
         Known gaps (the exchange lacks them) are left out unless ``include_known``.
@@ -128,8 +146,14 @@ class Store(ABC):
     def mark_synced(self, exchange: str, symbol: str, timeframe: Timeframe | str, start, end) -> None:
         """Record that [start, end) was requested from the exchange and is now stored or known missing."""
         with self._lock:
-            self._upsert_sync_state(exchange.lower(), symbol.upper(), parse_timeframe(timeframe).name,
-                                    to_utc(start), to_utc(end), pd.Timestamp.now(tz="UTC"))
+            self._upsert_sync_state(
+                exchange.lower(),
+                symbol.upper(),
+                parse_timeframe(timeframe).name,
+                to_utc(start),
+                to_utc(end),
+                pd.Timestamp.now(tz="UTC"),
+            )
 
     def sync_state(self) -> pd.DataFrame:
         """One row per synced series: exchange, symbol, timeframe, synced_start, synced_end, synced_at."""

@@ -50,8 +50,9 @@ class DuckDBStore(Store):
             if not read_only:
                 self._con.execute(SCHEMA)
                 self._con.executemany("INSERT OR IGNORE INTO timeframes VALUES (?, ?, ?)", TIMEFRAME_ROWS)
-                self._con.execute("INSERT OR IGNORE INTO store_meta VALUES ('schema_version', ?)",
-                                  [str(SCHEMA_VERSION)])
+                self._con.execute(
+                    "INSERT OR IGNORE INTO store_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+                )
         except duckdb.Error as exc:
             if getattr(self, "_con", None) is not None:
                 self._con.close()
@@ -78,8 +79,9 @@ class DuckDBStore(Store):
         )
 
     def _select(self, exchange, symbol, timeframe, start, end):
-        sql = ("SELECT time, open, high, low, close, volume FROM bars "
-               "WHERE exchange = ? AND symbol = ? AND timeframe = ?")
+        sql = (
+            "SELECT time, open, high, low, close, volume FROM bars WHERE exchange = ? AND symbol = ? AND timeframe = ?"
+        )
         params: list = [exchange, symbol, timeframe]
         if start is not None:
             sql += " AND time >= ?"
@@ -94,31 +96,39 @@ class DuckDBStore(Store):
     def _coverage(self):
         return self._query(
             """SELECT exchange, symbol, timeframe, min(time) AS first, max(time) AS last, count(*) AS rows
-               FROM bars GROUP BY exchange, symbol, timeframe""")
+               FROM bars GROUP BY exchange, symbol, timeframe"""
+        )
 
     def _insert_missing(self, exchange, symbol, timeframe, ranges):
         now = pd.Timestamp.now(tz="UTC")
         rows = [(exchange, symbol, timeframe, _naive(lo), _naive(hi), _naive(now)) for lo, hi in ranges]
-        self._transaction(lambda con: con.executemany(
-            """INSERT INTO known_gaps VALUES (?, ?, ?, ?, ?, ?)
+        self._transaction(
+            lambda con: con.executemany(
+                """INSERT INTO known_gaps VALUES (?, ?, ?, ?, ?, ?)
                ON CONFLICT (exchange, symbol, timeframe, start_time) DO UPDATE SET
                  end_time = greatest(known_gaps.end_time, excluded.end_time), recorded_at = excluded.recorded_at""",
-            rows))
+                rows,
+            )
+        )
 
     def _select_missing(self, exchange, symbol, timeframe):
         rows = self._query(
             "SELECT start_time, end_time FROM known_gaps WHERE exchange = ? AND symbol = ? AND timeframe = ?",
-            [exchange, symbol, timeframe])
+            [exchange, symbol, timeframe],
+        )
         return [(pd.Timestamp(a, tz="UTC"), pd.Timestamp(b, tz="UTC")) for a, b in rows.itertuples(index=False)]
 
     def _upsert_sync_state(self, exchange, symbol, timeframe, start, end, at):
-        self._transaction(lambda con: con.execute(
-            """INSERT INTO sync_state VALUES (?, ?, ?, ?, ?, ?)
+        self._transaction(
+            lambda con: con.execute(
+                """INSERT INTO sync_state VALUES (?, ?, ?, ?, ?, ?)
                ON CONFLICT (exchange, symbol, timeframe) DO UPDATE SET
                  synced_start = least(sync_state.synced_start, excluded.synced_start),
                  synced_end = greatest(sync_state.synced_end, excluded.synced_end),
                  synced_at = excluded.synced_at""",
-            [exchange, symbol, timeframe, _naive(start), _naive(end), _naive(at)]))
+                [exchange, symbol, timeframe, _naive(start), _naive(end), _naive(at)],
+            )
+        )
 
     def _select_sync_state(self):
         return self._query("SELECT exchange, symbol, timeframe, synced_start, synced_end, synced_at FROM sync_state")
@@ -144,7 +154,9 @@ class DuckDBStore(Store):
             con.execute("COMMIT")
         except duckdb.Error as exc:
             con.execute("ROLLBACK")
-            raise StoreError(f"writing DuckDB store {self.path} failed, nothing was changed: {_first_line(exc)}") from exc
+            raise StoreError(
+                f"writing DuckDB store {self.path} failed, nothing was changed: {_first_line(exc)}"
+            ) from exc
         except BaseException:
             con.execute("ROLLBACK")
             raise
