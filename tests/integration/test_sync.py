@@ -32,7 +32,7 @@ def store(tmp_path):
 
 
 def make_source(name, fake, sleeps=None, **kwargs):
-    options = {"backoff": 0.01, "max_backoff": 0.05, "timeout": 0.5, "max_attempts": 6}
+    options = {"backoff": 0.01, "max_backoff": 0.05, "timeout": 3.0, "max_attempts": 6}
     options.update(kwargs)
     return get_source(name, base_url=fake.base_url, sleep=(sleeps.append if sleeps is not None else lambda s: None),
                       **options)
@@ -45,7 +45,7 @@ def span(bars):
 @pytest.mark.parametrize("exchange", ["bybit", "binance"])
 def test_stored_data_equals_source_after_every_fault(exchange, fake, store, source_bars):
     for kind in ("429", "500", "502", "503", "timeout", "malformed", "empty", "403"):
-        fake.faults.add(kind, times=1, delay=1.0)
+        fake.faults.add(kind, times=1, delay=3.5)
     if exchange == "bybit":
         fake.faults.add("bybit_10006", times=2, reset=0.01)
     else:
