@@ -78,7 +78,7 @@ def test_fetch_then_export_round_trip(capsys, tmp_path, fake, month):
     exported = read_bars_file(tmp_path / "out.csv")
     pd.testing.assert_frame_equal(exported, month)
     code, out, _ = run(capsys, *fetch_args(fake, store))
-    assert code == 0 and "yes" in out  # up to date, nothing fetched
+    assert code == 0 and "already up to date" in out
 
 
 def test_fetch_from_config_runs_every_symbol_and_timeframe(capsys, tmp_path, fake, month):

@@ -105,7 +105,7 @@ def _fetch_all(db, source, pairs, lo, hi, workers) -> list[SyncResult]:
 
 def _print_results(results: list[SyncResult]) -> None:
     table = Table(title="fetch", title_justify="left")
-    for column in ("exchange", "symbol", "interval", "range (UTC)", "fetched", "exchange lacks", "up to date"):
+    for column in ("exchange", "symbol", "interval", "range (UTC)", "fetched", "exchange lacks", "status"):
         table.add_column(column, justify="right" if column in ("fetched", "exchange lacks") else "left")
     for r in results:
         span = f"{r.start:%Y-%m-%d %H:%M} → {r.end:%Y-%m-%d %H:%M}"
@@ -116,6 +116,6 @@ def _print_results(results: list[SyncResult]) -> None:
             span,
             str(r.stored_bars),
             str(r.missing_bars),
-            "yes" if r.planned_bars == 0 else "now",
+            "already up to date" if r.planned_bars == 0 else "updated",
         )
     console.print(table)
