@@ -37,13 +37,10 @@ def _root(
 def _register_commands() -> None:
     from marketsynth.cli import data_cmds, fetch_cmd, init_cmd
 
-    for module in (init_cmd, fetch_cmd, data_cmds):
+    from marketsynth.cli import loglik_cmd, model_cmds
+
+    for module in (init_cmd, fetch_cmd, data_cmds, model_cmds, loglik_cmd):
         module.register(app)
-    try:
-        from marketsynth.cli import model_cmds
-    except ImportError:  # the model commands arrive with the models
-        return
-    model_cmds.register(app)
 
 
 _register_commands()
@@ -55,10 +52,10 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point."""
+    """Console-script entry point. Usage errors are typer's (exit 2); our errors are one line (exit 2)."""
     warnings.showwarning = _show_warning
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, standalone_mode=True)
     except MarketSynthError as exc:
         if state.debug:
             raise
@@ -67,17 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("interrupted; stored data is intact and a re-run resumes where this one stopped")
         return 130
-    except typer.Exit as exc:
-        return exc.exit_code
-    except (typer.Abort, EOFError):
-        return 1
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
+    except SystemExit as exc:  # typer's normal exit and its usage errors
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0
 
 
