@@ -14,7 +14,7 @@ from marketsynth.cli.common import console, err_console
 from marketsynth.config import Settings, load_settings
 from marketsynth.errors import ConfigError
 
-MODEL_HELP = "Model: dcgan | wgan-gp | timegan | garch."
+MODEL_HELP = "Model: dcgan | wgan-gp | timegan | garch | glow."
 LONG_PATHS = ("Longer than the training window: recurrent models (wgan-gp, timegan, garch) continue their state; "
               "dcgan chains independent windows (continuous in price with log-returns features).")
 
@@ -34,20 +34,23 @@ def train(
     start: str = typer.Option(None, "--start", help="First bar time, inclusive (UTC), e.g. 2021-01-01."),
     end: str = typer.Option(None, "--end", help="Last bar time, exclusive (UTC)."),
     config: Path = typer.Option(None, "--config", "-c", help="marketsynth.yaml; options given here override it."),
-    seq_len: int = typer.Option(None, "--seq-len", min=2, help="Bars per training window [default: 24]."),
-    epochs: int = typer.Option(None, "--epochs", min=1, help="Epochs in total (with --resume: to reach) [50]."),
-    batch_size: int = typer.Option(None, "--batch-size", min=2, help="Windows per batch [default: the model's]."),
-    latent_dim: int = typer.Option(None, "--latent-dim", min=1, help="Noise size [default: the model's]."),
-    gen_lr: float = typer.Option(None, "--gen-lr", help="Generator learning rate [dcgan 2e-4, wgan-gp 1e-4]."),
-    disc_lr: float = typer.Option(None, "--disc-lr", help="Discriminator/critic learning rate [as --gen-lr]."),
+    seq_len: int = typer.Option(None, "--seq-len", min=2, help="Bars per training window (default: 24)."),
+    epochs: int = typer.Option(None, "--epochs", min=1, help="Epochs in total, also with --resume (default: 50)."),
+    batch_size: int = typer.Option(None, "--batch-size", min=2, help="Windows per batch (default: the model's)."),
+    latent_dim: int = typer.Option(None, "--latent-dim", min=1, help="Noise size (default: the model's)."),
+    gen_lr: float = typer.Option(None, "--gen-lr",
+                                 help="Generator learning rate (default: the model's; 2e-4 for dcgan, wgan-gp)."),
+    disc_lr: float = typer.Option(None, "--disc-lr", help="Discriminator/critic learning rate (default: as --gen-lr)."),
     option: list[str] = typer.Option(None, "--option", "-O", help="Model setting KEY=VALUE, e.g. n_critic=3."),
-    seed: int = typer.Option(None, "--seed", help="Seed for weights, batches and noise [0]."),
-    device: str = typer.Option(None, "--device", help="cpu | cuda | cuda:N | auto [cpu]."),
-    out: Path = typer.Option(None, "--out", "-o", help="Checkpoint directory [runs/<model>-<symbol or file>]."),
-    checkpoint_every: int = typer.Option(None, "--checkpoint-every", min=1, help="Epochs between checkpoints [10]."),
+    seed: int = typer.Option(None, "--seed", help="Seed for weights, batches and noise (default: 0)."),
+    device: str = typer.Option(None, "--device", help="cpu | cuda | cuda:N | auto (default: cpu)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Checkpoint dir (default: runs/<model>-<symbol|file>)."),
+    checkpoint_every: int = typer.Option(None, "--checkpoint-every", min=1,
+                                         help="Epochs per checkpoint (default: 10)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the checkpoint in --out exactly."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing checkpoint in --out."),
-    representation: str = typer.Option(None, "--representation", help="log-returns | minmax-ohlcv [log-returns]."),
+    representation: str = typer.Option(None, "--representation",
+                                       help="log-returns | minmax-ohlcv (default: log-returns)."),
     val_fraction: float = typer.Option(0.0, "--val-fraction", min=0.0, max=0.9,
                                        help="Hold out the last fraction of windows; logs val_w1 per epoch."),
 ) -> None:
@@ -61,7 +64,7 @@ def train(
     settings = load_settings(config) if config else Settings()
     name = model or (settings.model.name if config else None)
     if not name:
-        raise ConfigError("say which model: --model dcgan | wgan-gp | timegan | garch (or --config FILE)")
+        raise ConfigError("say which model: --model dcgan | wgan-gp | timegan | garch | glow (or --config FILE)")
     model_config = _model_config(settings, seq_len=seq_len, latent_dim=latent_dim, batch_size=batch_size,
                                  gen_lr=gen_lr, disc_lr=disc_lr, options=option or [])
     ts = settings.training
@@ -79,8 +82,9 @@ def train(
         return
     rows = result.history.rows
     cfg = result.model.config
-    console.print(f"trained {result.model.name}: {rows[-1].get('epoch', len(rows)) if rows else 0} epoch(s) on "
-                  f"{result.n_windows} windows of {cfg.seq_len} bars from {result.source.get('file') or source_name}")
+    how = f"{rows[-1].get('epoch', len(rows)) if rows else 0} epoch(s)" if result.model.iterative else "one fit"
+    console.print(f"trained {result.model.name}: {how} on {result.n_windows} windows of {cfg.seq_len} bars from "
+                  f"{result.source.get('file') or source_name}")
     losses = "  ".join(f"{k} {v:.4g}" for k, v in result.final_losses.items() if isinstance(v, int | float))
     console.print(f"final: {losses}")
     console.print(f"checkpoint: {out}  (next: marketsynth generate --model {out} --num-samples 100 "
@@ -91,8 +95,8 @@ def generate(
     model: Path = typer.Option(..., "--model", "-m", help="Checkpoint directory written by 'marketsynth train'."),
     num_samples: int = typer.Option(100, "--num-samples", "-n", min=1, help="Paths (or interpolation anchors)."),
     output: Path = typer.Option(..., "--output", "-o", help="FILE.csv or FILE.parquet (written atomically)."),
-    start_price: float = typer.Option(None, "--start-price", help="Close before each path [the last real close]."),
-    length: int = typer.Option(None, "--length", min=1, help="Bars per path [the training window]. " + LONG_PATHS),
+    start_price: float = typer.Option(None, "--start-price", help="Close before each path (default: last real close)."),
+    length: int = typer.Option(None, "--length", min=1, help="Bars per path (default: seq_len). " + LONG_PATHS),
     seed: int = typer.Option(0, "--seed", help="Same seed, same file (byte for byte)."),
     normalized: bool = typer.Option(False, "--normalized", help="Write model-space features, not prices."),
     interpolate: bool = typer.Option(False, "--interpolate",

@@ -73,6 +73,7 @@ class GenerativeModel(ABC):
     supports_distributed: ClassVar[bool] = False  # True: train_step runs its forwards through ``net(name)`` (DDP)
     ddp_exclude: ClassVar[tuple[str, ...]] = ()  # modules not wrapped in DDP; train_step calls average_gradients
     watch_loss: ClassVar[str] = "g_loss"  # the loss whose explosion the training loop warns about
+    conditional: ClassVar[bool] = False  # True: trained on one label per window, sampled per label (cgan regimes)
 
     def __init__(self, config: ModelConfig | dict | None = None, *, device: str | torch.device = "cpu", seed: int = 0):
         if isinstance(config, dict):
@@ -111,6 +112,11 @@ class GenerativeModel(ABC):
         generator gets no signal (the loop warns after a few such epochs). Default: ``d_loss`` near 0."""
         value = row.get("d_loss")
         return isinstance(value, float | int) and abs(value) < 0.05
+
+    def validation_losses(self, val: torch.Tensor) -> dict[str, float]:
+        """Extra history columns computed on the validation windows each epoch (the loop adds ``val_w1``
+        itself). Default none; exact-likelihood models (glow) report their held-out NLL here."""
+        return {}
 
     # ---- distributed training (the loop calls distribute/undistribute under torchrun) --------------------------
     def net(self, name: str) -> torch.nn.Module:

@@ -1,0 +1,214 @@
+"""The Python API, mirroring ``marketsynth train`` and ``marketsynth generate``::
+
+    from marketsynth import api
+
+    bars, source = api.load_bars(csv="BTCUSDT_1h.csv")
+    result = api.train("wgan-gp", bars, epochs=20, out="runs/wgan-btc")
+    frame = api.sample("runs/wgan-btc", 100, seed=1, length=240)   # sample_id, timestep, open ... volume
+
+Library code takes plain keyword arguments; config files are read by the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from marketsynth.checkpoint import Checkpoint, is_checkpoint, load_checkpoint, save_checkpoint
+from marketsynth.errors import ConfigError, DataError, ModelError
+from marketsynth.models.base import GenerativeModel, History
+from marketsynth.models.registry import get_model_class
+
+
+@dataclass
+class TrainResult:
+    model: GenerativeModel
+    representation: Any
+    history: History
+    checkpoint: Path | None
+    n_windows: int
+    source: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def final_losses(self) -> dict[str, float]:
+        last = self.history.rows[-1] if self.history.rows else {}
+        return {k: v for k, v in last.items() if k not in ("epoch", "seconds", "phase")}
+
+
+def load_bars(*, csv: str | Path | None = None, symbol: str | None = None, interval: str | None = None,
+              exchange: str | None = None, store: str | None = None, start=None,
+              end=None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Candles from a CSV/Parquet file or from the store, limited to [start, end); and a description of them."""
+    from marketsynth.data.validate import drop_unusable
+    from marketsynth.timeframes import to_utc
+
+    if (csv is None) == (symbol is None):
+        raise ConfigError("say where the candles come from: --csv FILE, or --symbol S --interval I (the store)")
+    if csv is not None:
+        from marketsynth.data.io import read_bars_file
+
+        bars = read_bars_file(csv)
+        source: dict[str, Any] = {"source": "file", "file": str(csv)}
+    else:
+        from marketsynth.data.store import open_store
+        from marketsynth.timeframes import parse_timeframe
+
+        if interval is None:
+            raise ConfigError("--symbol needs --interval, e.g. --interval 1h")
+        tf = parse_timeframe(interval).name
+        with open_store(store, read_only=True) as db:
+            exchange = exchange or _only_exchange(db, symbol, tf)
+            bars = db.read_bars(exchange, symbol, tf, start, end)
+            url = db.url
+        source = {"source": "store", "store": url, "exchange": exchange, "symbol": symbol.upper(), "interval": tf}
+    if start is not None:
+        bars = bars[bars["time"] >= to_utc(start)]
+    if end is not None:
+        bars = bars[bars["time"] < to_utc(end)]
+    bars = drop_unusable(bars.reset_index(drop=True), source=str(csv or symbol))
+    if bars.empty:
+        raise DataError(f"no candles in {source.get('file') or source.get('symbol')} for the requested period")
+    source.update(start=bars["time"].iloc[0].isoformat(), end=bars["time"].iloc[-1].isoformat(), bars=len(bars))
+    return bars, source
+
+
+def train(model: str = "dcgan", bars: pd.DataFrame | None = None, *, csv=None, symbol: str | None = None,
+          interval: str | None = None, exchange: str | None = None, store: str | None = None, start=None,
+          end=None, representation: str = "log-returns", config: dict[str, Any] | None = None, epochs: int = 50,
+          seed: int = 0, device: str = "cpu", out: str | Path | None = None, checkpoint_every: int = 10,
+          resume: bool = False, overwrite: bool = False, val_fraction: float = 0.0, progress: bool = True,
+          on_epoch=None) -> TrainResult:
+    """Fit a registered model on candles (``bars``, or loaded like ``load_bars``) and checkpoint it to ``out``.
+
+    ``config`` holds model settings (``seq_len``, ``latent_dim``, ``batch_size``, ``gen_lr``, ``disc_lr`` and
+    model-specific ones); unspecified ones take the model's defaults. With ``resume`` the model, its settings
+    and the representation come from the checkpoint in ``out`` and ``epochs`` is the total to reach.
+    Under ``torchrun`` this trains with DistributedDataParallel (see ``marketsynth.training``).
+    """
+    from marketsynth.representation import chronological_split, make_representation, windows_from_bars
+    from marketsynth.training import distributed_session, resolve_device, train_loop
+
+    cls = get_model_class(model)
+    config = dict(config or {})
+    bar_features = getattr(cls, "learns_bar_features", False)
+    out = Path(out) if out is not None else None
+    with distributed_session(device) as info:
+        torch_device = resolve_device(device)  # fail before any work when the device does not exist
+        _check_out(out, resume=resume, overwrite=overwrite, model=cls.name)
+        if info.active:  # every rank has checked --out before rank 0 writes its first checkpoint there
+            import torch.distributed as dist
+
+            dist.barrier()
+        if bars is None:
+            bars, source = load_bars(csv=csv, symbol=symbol, interval=interval, exchange=exchange, store=store,
+                                     start=start, end=end)
+        else:
+            source = {"source": "frame", "bars": len(bars)}
+        if resume:
+            loaded = load_checkpoint(out, device=torch_device)
+            _check_same_settings(loaded, cls.name, config)
+            net, rep = loaded.model, loaded.representation
+            net.seed = seed
+        elif bar_features:
+            net, rep = cls(config, device=torch_device, seed=seed), None
+        else:
+            scaling = "minmax" if representation == "minmax-ohlcv" else cls.scaling
+            rep = make_representation(representation, scaling=scaling).fit(bars)
+            net = cls({**config, "n_features": rep.n_features}, device=torch_device, seed=seed)
+        data_meta: dict[str, Any] = {}
+        if bar_features:  # the model computes, splits and standardises its own inputs (models/glow.py)
+            windows, val, data_meta = net.training_data(bars, val_fraction)
+        else:
+            windows = windows_from_bars(bars, rep, net.config.seq_len, timeframe=interval).features
+            val = None
+            if val_fraction:
+                windows, val = chronological_split(windows, val_fraction)
+        rep_name = rep.name if rep is not None else "bar-features"
+        meta = {**source, "representation": rep_name, "windows": len(windows), **data_meta}
+        settings = {"representation": rep_name, "val_fraction": val_fraction, "epochs": epochs}
+        if cls.iterative:
+            history = train_loop(net, windows, epochs=epochs, out_dir=out, checkpoint_every=checkpoint_every,
+                                 resume=resume, seed=seed, val_windows=val, progress=progress, on_epoch=on_epoch,
+                                 representation=rep, meta=meta, training_settings=settings)
+        else:
+            if resume:
+                raise ModelError(f"{cls.name} is fitted in one pass and cannot be resumed; drop --resume")
+            if info.active:
+                raise ModelError(f"{cls.name} is fitted in one pass; run it without torchrun")
+            history = net.fit(windows, epochs=epochs)
+            if out is not None:
+                save_checkpoint(out, net, representation=rep, training=settings, meta={**meta, "seed": seed},
+                                history=history, epoch=1)
+    return TrainResult(net, rep, history, out, len(windows), source)
+
+
+def load(path: str | Path, *, device: str = "cpu") -> Checkpoint:
+    """A trained checkpoint: ``.model``, ``.representation``, ``.meta``, ``.history``."""
+    from marketsynth.training import resolve_device
+
+    return load_checkpoint(path, device=resolve_device(device))
+
+
+def sample(model: Checkpoint | str | Path, num_samples: int = 100, *, seed: int = 0, length: int | None = None,
+           start_price: float | None = None, normalized: bool = False, interpolate: bool = False,
+           interp_steps: int = 10, temperature: float = 1.0, device: str = "cpu",
+           output: str | Path | None = None) -> pd.DataFrame:
+    """Synthetic candles from a checkpoint as a long frame (see ``marketsynth.generation``); also written to
+    ``output`` (.csv or .parquet) when given."""
+    from marketsynth.generation import generate_frame, write_output
+
+    checkpoint = model if isinstance(model, Checkpoint) else load(model, device=device)
+    frame = generate_frame(checkpoint.model, checkpoint.representation, num_samples, seed=seed, length=length,
+                           start_price=start_price, normalized=normalized, interpolate=interpolate,
+                           interp_steps=interp_steps, temperature=temperature)
+    if output is not None:
+        write_output(frame, output)
+    return frame
+
+
+def _only_exchange(db, symbol: str, interval: str) -> str:
+    held = db.exchanges_for(symbol, interval)
+    if not held:
+        raise DataError(f"the store {db.url} has no {symbol.upper()} {interval} candles; fetch them with "
+                        f"'marketsynth fetch --exchange bybit --symbol {symbol.upper()} --interval {interval} "
+                        f"--days 365'")
+    if len(held) > 1:
+        raise ConfigError(f"{symbol.upper()} {interval} is stored for {', '.join(held)}; pick one with --exchange")
+    return held[0]
+
+
+def _check_out(out: Path | None, *, resume: bool, overwrite: bool, model: str) -> None:
+    """Refuse before any work: resuming nothing, replacing a checkpoint unasked, or writing into a foreign dir."""
+    if out is None:
+        if resume:
+            raise ConfigError("--resume needs --out, the checkpoint directory to continue")
+        return
+    if resume:
+        if not is_checkpoint(out):
+            raise ModelError(f"no checkpoint in {out} to resume; train without --resume first")
+        return
+    if is_checkpoint(out):
+        if not overwrite:
+            raise ModelError(f"{out} already holds a checkpoint; pass --resume to continue it, --overwrite to "
+                             f"replace it, or choose another --out")
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ModelError(f"{out} exists and is not a marketsynth checkpoint; choose another --out")
+
+
+def _check_same_settings(loaded: Checkpoint, name: str, config: dict[str, Any]) -> None:
+    if loaded.model.name != name:
+        raise ModelError(f"{loaded.path} holds a {loaded.model.name} checkpoint, not {name}; resume it with "
+                         f"--model {loaded.model.name}")
+    saved = json.loads(json.dumps(loaded.model.config.to_dict()))
+    differing = [k for k, v in json.loads(json.dumps(config)).items() if k in saved and saved[k] != v]
+    unknown = [k for k in config if k not in saved]
+    if unknown:
+        raise ModelError(f"unknown setting(s) {', '.join(unknown)} for {name}")
+    if differing:
+        shown = ", ".join(f"{k}={config[k]!r} (checkpoint: {saved[k]!r})" for k in differing)
+        raise ModelError(f"--resume continues the checkpoint's settings, but {shown}; drop those options or "
+                         f"train into a new --out")

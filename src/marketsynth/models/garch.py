@@ -1,0 +1,274 @@
+"""GARCH(1,1) with Student-t innovations: the classical baseline every deep model is compared to.
+
+What is modelled
+    The close-return column is fitted with ``arch`` (constant mean, GARCH(1,1), standardized Student-t). The
+    other features (open gap, wicks, volume) are not modelled parametrically: each simulated bar gets the
+    joint (gap, upper, lower, volume) row of a *real* training bar drawn from the same cell of a 2-D grid over
+    (conditional volatility quantile) x (|standardized shock| quantile). Volatile bars and big moves therefore
+    get the wide wicks and high volume they have in real markets, and the cross-feature dependence inside a
+    bar is the data's own.
+
+Units
+    The model sees the representation's *scaled* features. The scaled return column is an affine map
+    ``(r - c) / s`` of the log return, and GARCH with a constant mean is closed under affine maps (``mu`` and
+    ``sqrt(omega)`` scale with ``1/s``; alpha, beta, nu are unchanged), so fitting directly in scaled space is
+    exact and the model never needs the scaling. For the optimiser the series is multiplied by
+    ``10 / std`` (variance 100, well inside the range ``arch`` is tuned for, whatever the scaling) and the
+    factor is divided out of the reported parameters, which are in the units of the input column.
+
+Training series
+    Windows from ``windows_from_bars`` overlap. ``fit`` rebuilds the underlying series: it detects the stride
+    from the first pair of windows and, wherever a window continues the previous one (identical overlap), adds
+    only its new last rows; a window that does not (a time gap, shuffled input, non-overlapping windows)
+    starts a new segment with all its rows. The segments are concatenated for one fit, so no bar is counted
+    twice.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from marketsynth.errors import ConfigError, DataError, ModelError
+from marketsynth.models.base import GenerativeModel, History, ModelConfig
+
+_STARTS = ("empirical", "last")
+_PARAMS = ("mu", "omega", "alpha", "beta", "nu")
+_MIN_BARS = 50  # five parameters; estimates are poor below a few thousand bars but the fit still runs
+
+
+@dataclass
+class GarchConfig(ModelConfig):
+    """``start``: 'empirical' begins each path at the fitted conditional variance of a random training bar,
+    so windows start in the volatility states the data visited (like random windows of the data). It stays
+    well defined when the fit is (near-)integrated, alpha + beta ~ 1, as it usually is for crypto, where the
+    unconditional variance omega / (1 - alpha - beta) explodes. 'last' continues from the variance forecast
+    after the last training bar (scenarios "from now on"). ``vol_bins`` x ``shock_bins`` is the grid of the
+    empirical tables (25 cells keep a few hundred bars per cell on a year of 1h data)."""
+
+    return_feature: int = 1  # index of the close log return in the feature vector
+    start: str = "empirical"
+    vol_bins: int = 5
+    shock_bins: int = 5
+
+
+class GarchModel(GenerativeModel):
+    """Fit once (``fit``), then simulate independent paths of any length (``sample``)."""
+
+    name = "garch"
+    Config: ClassVar[type[ModelConfig]] = GarchConfig
+    iterative = False
+    has_latent = False
+    native_long_paths = True
+
+    def __init__(self, config: GarchConfig | dict | None = None, *, device: str | torch.device = "cpu", seed: int = 0):
+        super().__init__(config, device=device, seed=seed)
+        cfg = self.config
+        if cfg.start not in _STARTS:
+            raise ConfigError(f"unknown garch start '{cfg.start}'; use one of {', '.join(_STARTS)}")
+        if not 0 <= cfg.return_feature < cfg.n_features:
+            raise ConfigError(
+                f"return_feature {cfg.return_feature} is not a feature index (n_features={cfg.n_features})"
+            )
+        if cfg.vol_bins < 1 or cfg.shock_bins < 1:
+            raise ConfigError("vol_bins and shock_bins must be at least 1")
+        self.params: dict[str, float] | None = None  # in units of the input return column
+        self.fit_stats: dict[str, float] = {}
+        self.last_variance = math.nan  # one-step-ahead variance after the last training bar
+        self.vol_edges = np.zeros(0)  # interior quantile edges of conditional volatility
+        self.shock_edges = np.zeros(0)  # interior quantile edges of |standardized residual|
+        self.aux_rows = np.zeros((0, cfg.n_features - 1))  # other features of every training bar, sorted by cell
+        self.cell_start = np.zeros(0, dtype=np.int64)  # per cell: first row in aux_rows (after empty-cell fallback)
+        self.cell_count = np.zeros(0, dtype=np.int64)
+        self.fitted_sigma = np.zeros(0)  # conditional volatility of every training bar (path starts)
+
+    # ---- fitting -------------------------------------------------------------------------------------------
+    def fit(
+        self, windows: np.ndarray, conditions: np.ndarray | None = None, *, epochs: int = 1, **loop_options
+    ) -> History:
+        """One maximum-likelihood fit; ``epochs`` and loop options (progress, checkpoints) do not apply and
+        are ignored. The History has one row: log-likelihood, AIC, BIC, parameters, persistence and size."""
+        from arch import arch_model
+
+        _no_conditions(conditions)
+        series = series_from_windows(self._check_windows(windows))
+        returns = series[:, self.config.return_feature]
+        if len(returns) < _MIN_BARS:
+            raise DataError(f"GARCH needs at least {_MIN_BARS} bars to fit, got {len(returns)}; use more data")
+        spread = float(np.std(returns))
+        if not np.isfinite(spread) or spread <= 0:
+            raise DataError("the return column is constant or not finite; GARCH cannot be fitted to it")
+        factor = 10.0 / spread
+        result = arch_model(returns * factor, mean="Constant", vol="GARCH", p=1, q=1, dist="t", rescale=False).fit(
+            disp="off", show_warning=False
+        )
+        values = result.params
+        fitted = dict(
+            zip(_PARAMS, (float(values[k]) for k in ("mu", "omega", "alpha[1]", "beta[1]", "nu")), strict=True)
+        )
+        if not all(np.isfinite(v) for v in fitted.values()):
+            raise ModelError(f"the GARCH fit did not converge (parameters {fitted}); check the return column")
+        self.params = {**fitted, "mu": fitted["mu"] / factor, "omega": fitted["omega"] / factor**2}
+        sigma = np.asarray(result.conditional_volatility) / factor
+        resid = returns - self.params["mu"]
+        self.last_variance = (
+            self.params["omega"] + self.params["alpha"] * resid[-1] ** 2 + self.params["beta"] * sigma[-1] ** 2
+        )
+        self._build_tables(series, sigma, np.abs(resid / sigma))
+        self.fit_stats = {
+            "loglik": float(result.loglikelihood) + len(returns) * math.log(factor),
+            "aic": float(result.aic) - 2 * len(returns) * math.log(factor),
+            "bic": float(result.bic) - 2 * len(returns) * math.log(factor),
+            "persistence": self.params["alpha"] + self.params["beta"],
+            "n_obs": float(len(returns)),
+            "converged": float(result.convergence_flag == 0),
+        }
+        history = History()
+        history.append({**self.fit_stats, **self.params})
+        return history
+
+    def _check_windows(self, windows: np.ndarray) -> np.ndarray:
+        windows = np.asarray(windows, dtype=np.float64)
+        if windows.ndim != 3 or windows.shape[2] != self.config.n_features:
+            raise DataError(f"windows must be [n, seq_len, {self.config.n_features}], got shape {windows.shape}")
+        if not np.isfinite(windows).all():
+            raise DataError("windows contain NaN or infinite values")
+        return windows
+
+    def _build_tables(self, series: np.ndarray, sigma: np.ndarray, shock: np.ndarray) -> None:
+        """Sort the other features of each bar by grid cell; empty cells borrow the nearest filled cell."""
+        cfg = self.config
+        self.vol_edges = np.quantile(sigma, np.arange(1, cfg.vol_bins) / cfg.vol_bins)
+        self.shock_edges = np.quantile(shock, np.arange(1, cfg.shock_bins) / cfg.shock_bins)
+        cells = self._cells(sigma, shock)
+        order = np.argsort(cells, kind="stable")
+        self.aux_rows = np.delete(series, cfg.return_feature, axis=1)[order]
+        self.fitted_sigma = sigma
+        n_cells = cfg.vol_bins * cfg.shock_bins
+        count = np.bincount(cells, minlength=n_cells)
+        start = np.concatenate([[0], np.cumsum(count)[:-1]])
+        grid = np.stack(np.divmod(np.arange(n_cells), cfg.shock_bins), axis=1)  # (vol bin, shock bin) per cell
+        filled = np.flatnonzero(count)
+        distance = np.abs(grid[:, None, :] - grid[None, filled, :]).sum(axis=2)
+        source = filled[np.argmin(distance, axis=1)]  # itself when non-empty
+        self.cell_start, self.cell_count = start[source].astype(np.int64), count[source].astype(np.int64)
+
+    def _cells(self, sigma: np.ndarray, shock: np.ndarray) -> np.ndarray:
+        vol_bin = np.searchsorted(self.vol_edges, sigma, side="right")
+        shock_bin = np.searchsorted(self.shock_edges, shock, side="right")
+        return vol_bin * self.config.shock_bins + shock_bin
+
+    # ---- generation ----------------------------------------------------------------------------------------
+    def sample(
+        self,
+        n: int,
+        conditions: np.ndarray | None = None,
+        *,
+        seed: int = 0,
+        length: int | None = None,
+        temperature: float = 1.0,
+    ) -> np.ndarray:
+        """``n`` independent paths ``[n, length, n_features]``. ``temperature`` multiplies the simulated
+        shocks (returns around the mean); the variance recursion runs on the untempered shocks, so the
+        volatility dynamics stay the fitted ones; the empirical tables are looked up with the tempered
+        volatility, so a hotter market also gets wider wicks and more volume."""
+        _no_conditions(conditions)
+        if self.params is None:
+            raise ModelError("the garch model is not fitted; fit it or load a fitted checkpoint before sampling")
+        length = self.config.seq_len if length is None else int(length)
+        if n < 1 or length < 1:
+            raise ModelError(f"n and length must be at least 1, got n={n}, length={length}")
+        if not temperature > 0:
+            raise ModelError(f"temperature must be positive, got {temperature}")
+        p, cfg = self.params, self.config
+        rng = np.random.default_rng(seed)
+        if cfg.start == "last":
+            variance = np.full(n, self.last_variance)
+        else:
+            variance = self.fitted_sigma[rng.integers(0, len(self.fitted_sigma), n)] ** 2
+        scale_t = math.sqrt((p["nu"] - 2) / p["nu"])  # standardizes the t draws to unit variance
+        shock = rng.standard_t(p["nu"], size=(length, n)) * scale_t
+        sigma = np.empty((length, n))
+        for t in range(length):  # the recursion is sequential in time, vectorised over paths
+            sigma[t] = np.sqrt(variance)
+            variance = p["omega"] + (p["alpha"] * shock[t] ** 2 + p["beta"]) * variance
+        out = np.empty((n, length, cfg.n_features))
+        out[:, :, cfg.return_feature] = (p["mu"] + temperature * sigma * shock).T
+        if cfg.n_features > 1:
+            cells = self._cells(temperature * sigma, np.abs(shock))
+            pick = self.cell_start[cells] + np.floor(rng.random(cells.shape) * self.cell_count[cells]).astype(np.int64)
+            others = [i for i in range(cfg.n_features) if i != cfg.return_feature]
+            out[:, :, others] = self.aux_rows[pick.T]
+        return out.astype(np.float32)
+
+    # ---- persistence: parameters as JSON, empirical tables as exact float64/int64 tensors ------------------
+    def extra_state(self) -> dict[str, Any]:
+        return {
+            "params": self.params,
+            "fit_stats": self.fit_stats,
+            "last_variance": self.last_variance,
+            "vol_edges": self.vol_edges.tolist(),
+            "shock_edges": self.shock_edges.tolist(),
+        }
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        try:
+            params = state["params"]
+            self.params = None if params is None else {k: float(params[k]) for k in _PARAMS}
+            self.fit_stats = dict(state.get("fit_stats", {}))
+            self.last_variance = float(state["last_variance"])
+            self.vol_edges = np.asarray(state["vol_edges"], dtype=np.float64)
+            self.shock_edges = np.asarray(state["shock_edges"], dtype=np.float64)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"the garch checkpoint state is incomplete or malformed ({exc!r})") from exc
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {
+            "tables.aux_rows": torch.from_numpy(np.ascontiguousarray(self.aux_rows, dtype=np.float64)),
+            "tables.cell_start": torch.from_numpy(self.cell_start.astype(np.int64)),
+            "tables.cell_count": torch.from_numpy(self.cell_count.astype(np.int64)),
+            "tables.fitted_sigma": torch.from_numpy(np.ascontiguousarray(self.fitted_sigma, dtype=np.float64)),
+        }
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        try:
+            aux = tensors["tables.aux_rows"].numpy().astype(np.float64)
+            start = tensors["tables.cell_start"].numpy().astype(np.int64)
+            count = tensors["tables.cell_count"].numpy().astype(np.int64)
+            sigma = tensors["tables.fitted_sigma"].numpy().astype(np.float64)
+        except KeyError as exc:
+            raise ModelError(f"the garch checkpoint lacks its empirical tables ({exc.args[0]})") from exc
+        n_cells = self.config.vol_bins * self.config.shock_bins
+        fitted = (
+            aux.ndim == 2
+            and aux.shape[1] == self.config.n_features - 1
+            and sigma.ndim == 1
+            and start.shape == count.shape == (n_cells,)
+        )
+        unfitted = start.size == count.size == sigma.size == 0
+        if not (fitted or unfitted):
+            raise ModelError("the garch checkpoint tables do not fit this model's config")
+        self.aux_rows, self.cell_start, self.cell_count, self.fitted_sigma = aux, start, count, sigma
+
+
+def series_from_windows(windows: np.ndarray) -> np.ndarray:
+    """The bars ``[T, F]`` under overlapping windows ``[N, L, F]`` (see the module docstring), no repeats."""
+    n, length = windows.shape[:2]
+    if n == 1 or length == 1:
+        return windows.reshape(-1, windows.shape[2])
+    stride = next((k for k in range(1, length) if np.array_equal(windows[1, : length - k], windows[0, k:])), length)
+    if stride < length:
+        continues = (windows[1:, : length - stride] == windows[:-1, stride:]).all(axis=(1, 2))
+    else:
+        continues = np.zeros(n - 1, dtype=bool)
+    parts = [windows[0]] + [windows[i + 1, length - stride :] if continues[i] else windows[i + 1] for i in range(n - 1)]
+    return np.concatenate(parts)
+
+
+def _no_conditions(conditions) -> None:
+    if conditions is not None:
+        raise ModelError("garch is unconditional; drop the conditions (use a conditional model such as cgan)")
