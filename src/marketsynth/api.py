@@ -81,18 +81,22 @@ def train(model: str = "dcgan", bars: pd.DataFrame | None = None, *, csv=None, s
           end=None, representation: str = "log-returns", config: dict[str, Any] | None = None, epochs: int = 50,
           seed: int = 0, device: str = "cpu", out: str | Path | None = None, checkpoint_every: int = 10,
           resume: bool = False, overwrite: bool = False, val_fraction: float = 0.0, progress: bool = True,
-          on_epoch=None) -> TrainResult:
+          on_epoch=None, label_column: str | None = None) -> TrainResult:
     """Fit a registered model on candles (``bars``, or loaded like ``load_bars``) and checkpoint it to ``out``.
 
     ``config`` holds model settings (``seq_len``, ``latent_dim``, ``batch_size``, ``gen_lr``, ``disc_lr`` and
     model-specific ones); unspecified ones take the model's defaults. With ``resume`` the model, its settings
     and the representation come from the checkpoint in ``out`` and ``epochs`` is the total to reach.
     Under ``torchrun`` this trains with DistributedDataParallel (see ``marketsynth.training``).
+    Conditional models (cgan) get one regime label per training window: automatic (``marketsynth.regimes``) or
+    the majority of the per-bar labels in ``label_column`` (a column of ``bars`` or of the ``csv`` file).
     """
     from marketsynth.representation import chronological_split, make_representation, windows_from_bars
     from marketsynth.training import distributed_session, resolve_device, train_loop
 
     cls = get_model_class(model)
+    if label_column and not cls.conditional:
+        raise ConfigError(f"--label-column only applies to conditional models (cgan), not {cls.name}")
     config = dict(config or {})
     bar_features = getattr(cls, "learns_bar_features", False)
     out = Path(out) if out is not None else None
@@ -116,6 +120,10 @@ def train(model: str = "dcgan", bars: pd.DataFrame | None = None, *, csv=None, s
         elif bar_features:
             net, rep = cls(config, device=torch_device, seed=seed), None
         else:
+            needed = cls.requires_representation
+            if needed and representation != needed:
+                raise ConfigError(f"{cls.name} needs the {needed} representation, not {representation}; "
+                                  f"drop --representation or use --representation {needed}")
             scaling = "minmax" if representation == "minmax-ohlcv" else cls.scaling
             rep = make_representation(representation, scaling=scaling).fit(bars)
             net = cls({**config, "n_features": rep.n_features}, device=torch_device, seed=seed)
@@ -123,17 +131,23 @@ def train(model: str = "dcgan", bars: pd.DataFrame | None = None, *, csv=None, s
         if bar_features:  # the model computes, splits and standardises its own inputs (models/glow.py)
             windows, val, data_meta = net.training_data(bars, val_fraction)
         else:
-            windows = windows_from_bars(bars, rep, net.config.seq_len, timeframe=interval).features
-            val = None
+            cut = windows_from_bars(bars, rep, net.config.seq_len, timeframe=interval)
+            windows, val = cut.features, None
             if val_fraction:
                 windows, val = chronological_split(windows, val_fraction)
+        conditions = None
+        if cls.conditional:  # regime labels of the training windows (the first len(windows): the split is in order)
+            net, conditions, regime_meta = _regime_labels(net, bars, cut.start_index[: len(windows)], label_column,
+                                                          csv)
+            data_meta.update(regime_meta)
         rep_name = rep.name if rep is not None else "bar-features"
         meta = {**source, "representation": rep_name, "windows": len(windows), **data_meta}
         settings = {"representation": rep_name, "val_fraction": val_fraction, "epochs": epochs}
         if cls.iterative:
-            history = train_loop(net, windows, epochs=epochs, out_dir=out, checkpoint_every=checkpoint_every,
-                                 resume=resume, seed=seed, val_windows=val, progress=progress, on_epoch=on_epoch,
-                                 representation=rep, meta=meta, training_settings=settings)
+            run = train_loop if conditions is None else type(net).fit  # cgan's fit balances the regimes first
+            history = run(net, windows, conditions, epochs=epochs, out_dir=out, checkpoint_every=checkpoint_every,
+                          resume=resume, seed=seed, val_windows=val, progress=progress, on_epoch=on_epoch,
+                          representation=rep, meta=meta, training_settings=settings)
         else:
             if resume:
                 raise ModelError(f"{cls.name} is fitted in one pass and cannot be resumed; drop --resume")
@@ -146,6 +160,16 @@ def train(model: str = "dcgan", bars: pd.DataFrame | None = None, *, csv=None, s
     return TrainResult(net, rep, history, out, len(windows), source)
 
 
+def _regime_labels(net: GenerativeModel, bars: pd.DataFrame, starts, label_column: str | None, csv):
+    """(model, label per training window, meta) for a conditional model (see ``models.cgan``)."""
+    from marketsynth.models.cgan import label_training_windows
+    from marketsynth.regimes import bar_labels
+
+    per_bar = bar_labels(bars, label_column, csv) if label_column else None
+    net, labels = label_training_windows(net, bars, starts, bar_labels=per_bar, column=label_column)
+    return net, labels, {"regimes": dict(zip(net.regimes, net.label_counts, strict=True))}
+
+
 def load(path: str | Path, *, device: str = "cpu") -> Checkpoint:
     """A trained checkpoint: ``.model``, ``.representation``, ``.meta``, ``.history``."""
     from marketsynth.training import resolve_device
@@ -156,15 +180,15 @@ def load(path: str | Path, *, device: str = "cpu") -> Checkpoint:
 def sample(model: Checkpoint | str | Path, num_samples: int = 100, *, seed: int = 0, length: int | None = None,
            start_price: float | None = None, normalized: bool = False, interpolate: bool = False,
            interp_steps: int = 10, temperature: float = 1.0, device: str = "cpu",
-           output: str | Path | None = None) -> pd.DataFrame:
+           output: str | Path | None = None, regime: str | None = None) -> pd.DataFrame:
     """Synthetic candles from a checkpoint as a long frame (see ``marketsynth.generation``); also written to
-    ``output`` (.csv or .parquet) when given."""
+    ``output`` (.csv or .parquet) when given. ``regime``: the label a conditional model (cgan) generates."""
     from marketsynth.generation import generate_frame, write_output
 
     checkpoint = model if isinstance(model, Checkpoint) else load(model, device=device)
     frame = generate_frame(checkpoint.model, checkpoint.representation, num_samples, seed=seed, length=length,
                            start_price=start_price, normalized=normalized, interpolate=interpolate,
-                           interp_steps=interp_steps, temperature=temperature)
+                           interp_steps=interp_steps, temperature=temperature, regime=regime)
     if output is not None:
         write_output(frame, output)
     return frame

@@ -130,6 +130,13 @@ def test_unknown_model_suggests_the_right_name(small_csv, tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
+def test_garch_refuses_a_representation_without_returns(small_csv, tmp_path, capsys):
+    code, _, err = run(capsys, "train", "--model", "garch", "--csv", small_csv, "--representation", "minmax-ohlcv",
+                       "--out", tmp_path / "g")
+    assert_one_line_error(code, err, "garch needs the log-returns representation")
+    assert not (tmp_path / "g").exists()
+
+
 def test_missing_csv(tmp_path, capsys):
     code, _, err = run(capsys, "train", "--model", "dcgan", "--csv", tmp_path / "nope.csv", "--out", tmp_path / "x")
     assert_one_line_error(code, err, "nope.csv not found")

@@ -67,9 +67,8 @@ class GenerativeModel(ABC):
     scaling: ClassVar[str] = "standard"  # how the representation scales features for this model ("minmax" for tanh)
     iterative: ClassVar[bool] = True  # False: ``fit`` is one closed-form/likelihood fit (no epochs)
     has_latent: ClassVar[bool] = True  # False: no latent space to interpolate in
-    native_long_paths: ClassVar[bool] = (
-        False  # True: ``sample(length=...)`` continues one state; False: chained windows
-    )
+    native_long_paths: ClassVar[bool] = False  # True: ``sample(length=...)`` continues one state; False: chained
+    requires_representation: ClassVar[str | None] = None  # e.g. "log-returns" when the model reads column meanings
     supports_distributed: ClassVar[bool] = False  # True: train_step runs its forwards through ``net(name)`` (DDP)
     ddp_exclude: ClassVar[tuple[str, ...]] = ()  # modules not wrapped in DDP; train_step calls average_gradients
     watch_loss: ClassVar[str] = "g_loss"  # the loss whose explosion the training loop warns about

@@ -64,6 +64,7 @@ class GarchModel(GenerativeModel):
     iterative = False
     has_latent = False
     native_long_paths = True
+    requires_representation = "log-returns"  # it fits GARCH to the return column
 
     def __init__(self, config: GarchConfig | dict | None = None, *, device: str | torch.device = "cpu", seed: int = 0):
         super().__init__(config, device=device, seed=seed)
