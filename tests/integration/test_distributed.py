@@ -1,8 +1,8 @@
 """``torchrun --nproc_per_node 2 marketsynth train`` on CPU (gloo): both ranks train, and end in step.
 
-Both models wrap their networks in DistributedDataParallel; for wgan-gp that includes the critic, whose
+dcgan and wgan-gp wrap their networks in DistributedDataParallel; for wgan-gp that includes the critic, whose
 gradient penalty differentiates through the DDP module (torch.autograd.grad with create_graph) before the
-critic loss's backward. Ranks get different shards and different noise, so identical final weights mean the
+critic loss's backward. TimeGAN averages each optimiser's gradients with an explicit all_reduce instead. Ranks get different shards and different noise, so identical final weights mean the
 gradients really were averaged.
 """
 
@@ -23,6 +23,7 @@ OPTIONS = {
     "dcgan": ["-O", "gen_channels=[16, 8]", "-O", "disc_channels=[8, 16]", "--latent-dim", "8"],
     "wgan-gp": ["--latent-dim", "4", "-O", "hidden_size=8", "-O", "num_layers=1", "-O", "critic_hidden_size=8",
                 "-O", "n_critic=2"],
+    "timegan": ["-O", "hidden_dim=8", "-O", "num_layers=1"],
 }
 
 
@@ -33,13 +34,14 @@ def small_csv(btc_csv, tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("model", ["dcgan", "wgan-gp"])
+@pytest.mark.parametrize("model", ["dcgan", "wgan-gp", "timegan"])
 def test_two_cpu_ranks_train_in_step(model, small_csv, tmp_path):
     out = tmp_path / "run"
+    epochs = 3 if model == "timegan" else 2  # TimeGAN: one epoch of each phase
     env = {**os.environ, "MARKETSYNTH_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "marketsynth.cli.app", "train", "--model", model, "--csv", str(small_csv), "--seq-len", "8",
-               "--epochs", "2", "--batch-size", "16", *OPTIONS[model], "--out", str(out)]
+               "--epochs", str(epochs), "--batch-size", "16", *OPTIONS[model], "--out", str(out)]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count(f"trained {model}") == 1  # only rank 0 reports
@@ -51,6 +53,6 @@ def test_two_cpu_ranks_train_in_step(model, small_csv, tmp_path):
     steps = report["steps_per_rank"]
     assert steps[0] == steps[1] > 0  # both ranks trained, on equal shards
     windows = json.loads((out / "meta.json").read_text())["windows"]
-    assert steps[0] == 2 * math.ceil(math.ceil(windows / 2) / 16)  # each rank sees half the windows per epoch
+    assert steps[0] == epochs * math.ceil(math.ceil(windows / 2) / 16)  # each rank sees half the windows per epoch
     loaded = load_checkpoint(out)
-    assert loaded.history.column("epoch") == [1, 2]
+    assert loaded.history.column("epoch") == list(range(1, epochs + 1))

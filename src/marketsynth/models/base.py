@@ -139,17 +139,29 @@ class GenerativeModel(ABC):
     def undistribute(self) -> None:
         self._wrapped = {}
 
-    def average_gradients(self, module: torch.nn.Module) -> None:
-        """Average ``module``'s gradients over the ranks with an explicit all_reduce (a no-op in one process)."""
+    def average_gradients(self, params) -> None:
+        """Average the gradients of a module (or an iterable of parameters) over the ranks with an explicit
+        all_reduce; a no-op in one process."""
         import torch.distributed as dist
 
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
             return
         world = dist.get_world_size()
-        for param in module.parameters():
+        for param in params.parameters() if isinstance(params, torch.nn.Module) else params:
             if param.grad is not None:
                 dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
                 param.grad.div_(world)
+
+    @staticmethod
+    def mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
+        """``value`` averaged over the ranks, so data-dependent decisions agree on every rank."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return value
+        value = value.detach().clone()
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        return value / dist.get_world_size()
 
     # ---- generation --------------------------------------------------------------------------------------------
     @abstractmethod

@@ -105,6 +105,9 @@ class TimeGAN(GenerativeModel):
     Config: ClassVar[type[ModelConfig]] = TimeGANConfig
     scaling = "standard"
     native_long_paths = True  # the GRUs run for any number of steps, carrying their state
+    # Under torchrun no network is DDP-wrapped: ``_step`` averages each optimiser's gradients explicitly.
+    supports_distributed = True
+    ddp_exclude = ("embedder", "recovery", "generator", "supervisor", "discriminator")
 
     def __init__(
         self, config: TimeGANConfig | dict | None = None, *, device: str | torch.device = "cpu", seed: int = 0
@@ -192,14 +195,14 @@ class TimeGAN(GenerativeModel):
     def _embedding_step(self, x: torch.Tensor) -> dict[str, float]:
         h, _ = self.embedder(x)
         rmse = torch.sqrt(F.mse_loss(self.recovery(h)[0], x))
-        _step(self._optimizers["embedding"], 10 * rmse)
+        self._step(self._optimizers["embedding"], 10 * rmse)
         return {"phase": 0.0, "e_loss": 10 * rmse.item(), "recon_rmse": rmse.item()}
 
     def _supervised_step(self, x: torch.Tensor) -> dict[str, float]:
         with torch.no_grad():
             h, _ = self.embedder(x)
         s_loss = self._supervised_loss(h)
-        _step(self._optimizers["supervised"], s_loss)
+        self._step(self._optimizers["supervised"], s_loss)
         return {"phase": 1.0, "s_loss": s_loss.item()}
 
     def _joint_step(self, x: torch.Tensor) -> dict[str, float]:
@@ -219,13 +222,13 @@ class TimeGAN(GenerativeModel):
             g_sup = cfg.sup_weight * torch.sqrt(F.mse_loss(h_next[:, :-1], h[:, 1:]))
             g_moment = cfg.moment_weight * _moment_loss(x_hat, x)
             g_loss = g_adv + g_sup + g_moment
-            _step(self._optimizers["generator"], g_loss)
+            self._step(self._optimizers["generator"], g_loss)
 
             h, _ = self.embedder(x)
             rmse = torch.sqrt(F.mse_loss(self.recovery(h)[0], x))
             with _frozen(self.supervisor):
                 e_loss = 10 * rmse + 0.1 * self._supervised_loss(h)
-            _step(self._optimizers["embedder"], e_loss)
+            self._step(self._optimizers["embedder"], e_loss)
 
         with torch.no_grad():
             h, _ = self.embedder(x)
@@ -233,8 +236,8 @@ class TimeGAN(GenerativeModel):
             h_hat, _ = self.supervisor(e_hat)
         logits, _ = self.discriminator(torch.cat([h, h_hat, e_hat]))
         d_loss = _bce(logits[:b], 1.0) + _bce(logits[b : 2 * b], 0.0) + cfg.gamma * _bce(logits[2 * b :], 0.0)
-        if d_loss.item() > cfg.d_threshold:
-            _step(self._optimizers["discriminator"], d_loss)
+        if self.mean_over_ranks(d_loss).item() > cfg.d_threshold:  # the same decision on every rank
+            self._step(self._optimizers["discriminator"], d_loss)
         return {
             "phase": 2.0,
             "g_loss": g_loss.item(),
@@ -245,6 +248,14 @@ class TimeGAN(GenerativeModel):
             "recon_rmse": rmse.item(),
             "d_loss": d_loss.item(),
         }
+
+    def _step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        """Backward and step; under torchrun the gradients are first averaged over the ranks explicitly
+        (DDP's hooks do not fit networks that run several times per step and are frozen in between)."""
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.average_gradients(p for group in optimizer.param_groups for p in group["params"])
+        optimizer.step()
 
     def _supervised_loss(self, h: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(self.supervisor(h)[0][:, :-1], h[:, 1:])
@@ -317,10 +328,6 @@ class TimeGAN(GenerativeModel):
         return y.cpu()
 
 
-def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
 
 
 @contextmanager
