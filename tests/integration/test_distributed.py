@@ -1,9 +1,10 @@
 """``torchrun --nproc_per_node 2 marketsynth train`` on CPU (gloo): both ranks train, and end in step.
 
-dcgan and wgan-gp wrap their networks in DistributedDataParallel; for wgan-gp that includes the critic, whose
-gradient penalty differentiates through the DDP module (torch.autograd.grad with create_graph) before the
-critic loss's backward. TimeGAN averages each optimiser's gradients with an explicit all_reduce instead. Ranks get different shards and different noise, so identical final weights mean the
-gradients really were averaged.
+dcgan and wgan-gp wrap their networks in DistributedDataParallel; for wgan-gp that includes the critic,
+whose gradient penalty differentiates through the DDP module (torch.autograd.grad with create_graph) before
+the critic loss's backward. TimeGAN averages each optimiser's gradients with an explicit all_reduce instead.
+Ranks get different shards and different noise, so identical final weights mean the gradients really were
+averaged.
 """
 
 from __future__ import annotations
