@@ -160,3 +160,16 @@ def test_unfitted_or_conditional_use_is_a_clear_error():
         GarchModel().sample(1)
     with pytest.raises(ModelError, match="unconditional"):
         GarchModel().sample(1, conditions=np.zeros((1, 2)))
+
+
+def test_simulated_shocks_are_capped_at_the_largest_training_residual(fitted):
+    model = fitted[0]
+    assert np.isfinite(model.max_shock) and model.max_shock > 3
+    capped = model._shocks(np.random.default_rng(0), (2000, 200))
+    assert np.abs(capped).max() <= model.max_shock
+    model.config.cap_shocks = False
+    try:
+        uncapped = model._shocks(np.random.default_rng(0), (2000, 200))
+    finally:
+        model.config.cap_shocks = True
+    assert np.abs(uncapped).max() > model.max_shock  # Student-t tails do pass it without the cap

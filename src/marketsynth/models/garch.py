@@ -48,10 +48,16 @@ class GarchConfig(ModelConfig):
     well defined when the fit is (near-)integrated, alpha + beta ~ 1, as it usually is for crypto, where the
     unconditional variance omega / (1 - alpha - beta) explodes. 'last' continues from the variance forecast
     after the last training bar (scenarios "from now on"). ``vol_bins`` x ``shock_bins`` is the grid of the
-    empirical tables (25 cells keep a few hundred bars per cell on a year of 1h data)."""
+    empirical tables (25 cells keep a few hundred bars per cell on a year of 1h data).
+
+    ``cap_shocks``: crypto fits often give nu < 3 and alpha + beta ~ 1; uncapped, a 24-bar path then reaches
+    returns of hundreds of sigmas (excess kurtosis in the hundreds against single digits in the data). With the
+    cap, shocks follow the fitted Student-t truncated at the largest |standardized residual| of the training
+    data: as heavy-tailed as the data, never beyond what it showed."""
 
     return_feature: int = 1  # index of the close log return in the feature vector
     start: str = "empirical"
+    cap_shocks: bool = True  # redraw simulated shocks larger than the largest standardized residual in training
     vol_bins: int = 5
     shock_bins: int = 5
 
@@ -86,6 +92,7 @@ class GarchModel(GenerativeModel):
         self.cell_start = np.zeros(0, dtype=np.int64)  # per cell: first row in aux_rows (after empty-cell fallback)
         self.cell_count = np.zeros(0, dtype=np.int64)
         self.fitted_sigma = np.zeros(0)  # conditional volatility of every training bar (path starts)
+        self.max_shock = math.inf  # largest |standardized residual| in training (the cap on simulated shocks)
 
     # ---- fitting -------------------------------------------------------------------------------------------
     def fit(
@@ -119,7 +126,9 @@ class GarchModel(GenerativeModel):
         self.last_variance = (
             self.params["omega"] + self.params["alpha"] * resid[-1] ** 2 + self.params["beta"] * sigma[-1] ** 2
         )
-        self._build_tables(series, sigma, np.abs(resid / sigma))
+        standardized = np.abs(resid / sigma)
+        self.max_shock = float(np.max(standardized))
+        self._build_tables(series, sigma, standardized)
         self.fit_stats = {
             "loglik": float(result.loglikelihood) + len(returns) * math.log(factor),
             "aic": float(result.aic) - 2 * len(returns) * math.log(factor),
@@ -191,8 +200,7 @@ class GarchModel(GenerativeModel):
             variance = np.full(n, self.last_variance)
         else:
             variance = self.fitted_sigma[rng.integers(0, len(self.fitted_sigma), n)] ** 2
-        scale_t = math.sqrt((p["nu"] - 2) / p["nu"])  # standardizes the t draws to unit variance
-        shock = rng.standard_t(p["nu"], size=(length, n)) * scale_t
+        shock = self._shocks(rng, (length, n))
         sigma = np.empty((length, n))
         for t in range(length):  # the recursion is sequential in time, vectorised over paths
             sigma[t] = np.sqrt(variance)
@@ -206,12 +214,27 @@ class GarchModel(GenerativeModel):
             out[:, :, others] = self.aux_rows[pick.T]
         return out.astype(np.float32)
 
+    def _shocks(self, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+        """Unit-variance Student-t draws; with ``cap_shocks``, those beyond the training maximum are redrawn."""
+        nu = self.params["nu"]
+        scale_t = math.sqrt((nu - 2) / nu) if nu > 2 else 1.0  # standardizes the t draws to unit variance
+        shock = rng.standard_t(nu, size=shape) * scale_t
+        if self.config.cap_shocks and math.isfinite(self.max_shock):
+            for _ in range(100):  # each round redraws the few out-of-range draws; P(left) shrinks geometrically
+                outside = np.abs(shock) > self.max_shock
+                if not outside.any():
+                    break
+                shock[outside] = rng.standard_t(nu, size=int(outside.sum())) * scale_t
+            np.clip(shock, -self.max_shock, self.max_shock, out=shock)
+        return shock
+
     # ---- persistence: parameters as JSON, empirical tables as exact float64/int64 tensors ------------------
     def extra_state(self) -> dict[str, Any]:
         return {
             "params": self.params,
             "fit_stats": self.fit_stats,
             "last_variance": self.last_variance,
+            "max_shock": self.max_shock if math.isfinite(self.max_shock) else None,
             "vol_edges": self.vol_edges.tolist(),
             "shock_edges": self.shock_edges.tolist(),
         }
@@ -222,6 +245,8 @@ class GarchModel(GenerativeModel):
             self.params = None if params is None else {k: float(params[k]) for k in _PARAMS}
             self.fit_stats = dict(state.get("fit_stats", {}))
             self.last_variance = float(state["last_variance"])
+            cap = state.get("max_shock")
+            self.max_shock = math.inf if cap is None else float(cap)
             self.vol_edges = np.asarray(state["vol_edges"], dtype=np.float64)
             self.shock_edges = np.asarray(state["shock_edges"], dtype=np.float64)
         except (KeyError, TypeError, ValueError) as exc:
