@@ -15,6 +15,10 @@ windows whose ``sample_id`` runs along the walk. Spherical interpolation keeps t
 Gaussian prior puts them at (a straight line between two Gaussian codes passes through low-norm codes the
 generator never saw); it falls back to linear interpolation for (nearly) parallel codes.
 
+Conditional models (cgan) generate the regime asked for (``regime``) or, without one, labels drawn with the
+training windows' regime frequencies (interpolation walks use one regime: the asked one or the most common); their
+frames get a ``regime`` column.
+
 Outputs are deterministic: the same checkpoint, options and seed give a byte-identical file.
 """
 
@@ -40,7 +44,8 @@ def sample_paths(model: GenerativeModel, n: int, *, seed: int = 0, length: int |
     return np.asarray(model.sample(n, conditions, seed=seed, length=length, temperature=temperature))
 
 
-def interpolate_paths(model: GenerativeModel, n: int, steps: int, *, seed: int = 0) -> np.ndarray:
+def interpolate_paths(model: GenerativeModel, n: int, steps: int, *, seed: int = 0,
+                      conditions=None) -> np.ndarray:
     """Windows along a spherical walk through ``n`` latent codes, ``steps`` per pair: ``[(n-1)*steps + 1, L, F]``."""
     if not model.has_latent:
         raise ModelError(f"{model.name} has no latent space to interpolate in; drop --interpolate")
@@ -51,7 +56,7 @@ def interpolate_paths(model: GenerativeModel, n: int, steps: int, *, seed: int =
     z = torch.as_tensor(model.sample_latent(n, seed=seed), dtype=torch.float32)
     fractions = torch.arange(steps, dtype=torch.float64) / steps
     walk = [slerp(z[i], z[i + 1], t) for i in range(n - 1) for t in fractions.tolist()]
-    return np.asarray(model.generate_from_latent(torch.stack([*walk, z[-1]])))
+    return np.asarray(model.generate_from_latent(torch.stack([*walk, z[-1]]), conditions))
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
@@ -68,27 +73,51 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 
 def generate_frame(model: GenerativeModel, representation, n: int, *, seed: int = 0, length: int | None = None,
                    start_price: float | None = None, normalized: bool = False, interpolate: bool = False,
-                   interp_steps: int = 10, temperature: float = 1.0) -> pd.DataFrame:
+                   interp_steps: int = 10, temperature: float = 1.0, regime: str | None = None) -> pd.DataFrame:
     """Synthetic candles as a long frame ``sample_id, timestep, open, high, low, close, volume`` (price units,
     anchored at ``start_price`` or the representation's last real close), or with ``normalized`` the model-space
-    features ``sample_id, timestep, <feature names>``."""
+    features ``sample_id, timestep, <feature names>``; plus ``regime`` for conditional models."""
+    labels = None
     if interpolate:
         if length is not None and length != model.config.seq_len:
             raise ModelError(f"--interpolate walks between windows of the training length "
                              f"({model.config.seq_len}); drop --length")
-        array = interpolate_paths(model, n, interp_steps, seed=seed)
+        if model.conditional:
+            label = regime_conditions(model, regime, 1)[0] if regime else model.most_common_regime()
+            labels = np.full((max(n, 2) - 1) * max(interp_steps, 1) + 1, label, dtype=np.int64)
+        array = interpolate_paths(model, n, interp_steps, seed=seed, conditions=labels)
     else:
-        array = sample_paths(model, n, seed=seed, length=length, temperature=temperature)
+        if model.conditional:
+            labels = regime_conditions(model, regime, n) if regime else model.draw_conditions(n, seed=seed)
+        elif regime is not None:
+            regime_conditions(model, regime, n)  # the one-line error
+        array = sample_paths(model, n, seed=seed, length=length, temperature=temperature, conditions=labels)
     if normalized:
         names = representation.feature_names if representation is not None else getattr(model, "feature_names", None)
         names = list(names) if names else [f"feature_{i}" for i in range(array.shape[-1])]
-        return features_frame(array, names)
+        return _with_regimes(features_frame(array, names), model, labels)
     if representation is None:
         raise ModelError("this checkpoint has no representation.json, so its output cannot be decoded to "
                          "candles; use --normalized")
     if start_price is not None and not (np.isfinite(start_price) and start_price > 0):
         raise ModelError(f"--start-price must be a positive price, got {start_price}")
-    return representation.decode_frames(array, start_price)
+    return _with_regimes(representation.decode_frames(array, start_price), model, labels)
+
+
+def regime_conditions(model: GenerativeModel, regime: str | None, n: int):
+    """Label indices for ``n`` windows of ``regime`` (None without one), or a one-line error."""
+    if regime is None:
+        return None
+    if not model.conditional:
+        raise ModelError(f"{model.name} is not conditional, so --regime {regime} does not apply; drop it, or train "
+                         f"--model cgan")
+    return model.encode_conditions([regime] * n)
+
+
+def _with_regimes(frame: pd.DataFrame, model: GenerativeModel, labels) -> pd.DataFrame:
+    if labels is not None:
+        frame["regime"] = np.asarray(model.regimes, dtype=object)[np.asarray(labels)][frame["sample_id"].to_numpy()]
+    return frame
 
 
 def features_frame(array: np.ndarray, names: list[str]) -> pd.DataFrame:

@@ -3,7 +3,8 @@
 Train a few steps -> finite, changing losses; save -> load -> sample with the same seed -> the same numbers;
 samples decode to valid candles (also long paths); a resumed run equals an uninterrupted one. Models of
 per-bar feature vectors (``learns_bar_features``: glow) get their data from ``training_data(bars)`` and have no
-candles to decode.
+candles to decode. Conditional models (``conditional``: cgan) train on one label per window (``conditions_for``)
+and sample without conditions from their own label mix.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ TINY = {
     "timegan": {"hidden_dim": 8, "num_layers": 1},
     "garch": {"burn_in": 50},
     "glow": {"seq_len": 1, "levels": 1, "steps_per_level": 2, "hidden": 8},
+    "cgan": {"latent_dim": 4, "hidden_size": 8, "num_layers": 1, "critic_hidden_size": 8, "n_critic": 2,
+             "embed_dim": 2},
 }
 NOT_LOSSES = {"epoch", "seconds", "phase", "diversity", "val_w1"}
 
@@ -37,6 +40,11 @@ def tiny_config(name: str) -> dict:
     known = {f.name for f in fields(MODELS[name].Config)}
     wanted = {"seq_len": SEQ_LEN, "batch_size": 16, **TINY.get(name, {})}
     return {k: v for k, v in wanted.items() if k in known}
+
+
+def conditions_for(model, n: int):
+    """Labels cycling through a conditional model's regimes (None for unconditional models)."""
+    return np.arange(n) % len(model.regimes) if model.conditional else None
 
 
 def training_windows(model, bars, n: int):
@@ -62,7 +70,7 @@ def trained(bars):
             model = create_model(name, tiny_config(name), seed=3)
             rep, windows = training_windows(model, bars, 64 if model.iterative else len(bars))
             before = {k: v.clone() for k, v in model.state_tensors().items()}
-            history = model.fit(windows, epochs=2, progress=False)
+            history = model.fit(windows, conditions_for(model, len(windows)), epochs=2, progress=False)
             cache[name] = (model, rep, windows, history, before)
         return cache[name]
 
@@ -123,7 +131,9 @@ def test_resume_continues_exactly(name, bars, tmp_path):
     _, windows = training_windows(create_model(name, config), bars, 48)
 
     straight = create_model(name, config, seed=5)
-    full = straight.fit(windows, epochs=4, seed=5, out_dir=tmp_path / "a", checkpoint_every=2, progress=False)
+    conditions = conditions_for(straight, len(windows))
+    full = straight.fit(windows, conditions, epochs=4, seed=5, out_dir=tmp_path / "a", checkpoint_every=2,
+                        progress=False)
 
     def stop_after_two(epoch, row):
         if epoch == 2:
@@ -131,10 +141,11 @@ def test_resume_continues_exactly(name, bars, tmp_path):
 
     first = create_model(name, config, seed=5)
     with pytest.raises(KeyboardInterrupt):
-        first.fit(windows, epochs=4, seed=5, out_dir=tmp_path / "b", checkpoint_every=2, progress=False,
-                  on_epoch=stop_after_two)
+        first.fit(windows, conditions, epochs=4, seed=5, out_dir=tmp_path / "b", checkpoint_every=2,
+                  progress=False, on_epoch=stop_after_two)
     second = create_model(name, config, seed=99)  # weights come from the checkpoint, not the constructor
-    resumed = second.fit(windows, epochs=4, seed=5, out_dir=tmp_path / "b", resume=True, progress=False)
+    resumed = second.fit(windows, conditions, epochs=4, seed=5, out_dir=tmp_path / "b", resume=True,
+                         progress=False)
 
     def losses(rows):
         return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]

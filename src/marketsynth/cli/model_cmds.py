@@ -14,7 +14,7 @@ from marketsynth.cli.common import console, err_console
 from marketsynth.config import Settings, load_settings
 from marketsynth.errors import ConfigError
 
-MODEL_HELP = "Model: dcgan | wgan-gp | timegan | garch | glow."
+MODEL_HELP = "Model: dcgan | wgan-gp | timegan | garch | glow | cgan."
 LONG_PATHS = ("Longer than the training window: recurrent models (wgan-gp, timegan, garch) continue their state; "
               "dcgan chains independent windows (continuous in price with log-returns features).")
 
@@ -53,6 +53,10 @@ def train(
                                        help="log-returns | minmax-ohlcv (default: log-returns)."),
     val_fraction: float = typer.Option(0.0, "--val-fraction", min=0.0, max=0.9,
                                        help="Hold out the last fraction of windows; logs val_w1 per epoch."),
+    label_column: str = typer.Option(None, "--label-column",
+                                     help="cgan: regime labels per bar from this column of the --csv file (a window "
+                                          "takes its bars' majority label); default: automatic bull/bear/crash/"
+                                          "sideways, thresholds via -O q_crash=0.1 -O q_bear=0.3 -O q_bull=0.7."),
 ) -> None:
     """Train a generative model on real candles and save a checkpoint directory.
 
@@ -64,7 +68,7 @@ def train(
     settings = load_settings(config) if config else Settings()
     name = model or (settings.model.name if config else None)
     if not name:
-        raise ConfigError("say which model: --model dcgan | wgan-gp | timegan | garch | glow (or --config FILE)")
+        raise ConfigError("say which model: --model dcgan | wgan-gp | timegan | garch | glow | cgan (or --config FILE)")
     model_config = _model_config(settings, seq_len=seq_len, latent_dim=latent_dim, batch_size=batch_size,
                                  gen_lr=gen_lr, disc_lr=disc_lr, options=option or [])
     ts = settings.training
@@ -76,7 +80,7 @@ def train(
             representation=representation or settings.model.representation, config=model_config,
             epochs=epochs or ts.epochs, seed=ts.seed if seed is None else seed, device=device or ts.device,
             out=out, checkpoint_every=checkpoint_every or ts.checkpoint_every, resume=resume,
-            overwrite=overwrite, val_fraction=val_fraction, progress=True,
+            overwrite=overwrite, val_fraction=val_fraction, progress=True, label_column=label_column,
         )
     if int(os.environ.get("RANK", "0")) != 0:
         return
@@ -87,6 +91,9 @@ def train(
                   f"{result.source.get('file') or source_name}")
     losses = "  ".join(f"{k} {v:.4g}" for k, v in result.final_losses.items() if isinstance(v, int | float))
     console.print(f"final: {losses}")
+    if result.model.conditional:
+        for line in result.model.describe_regimes():
+            console.print(line, markup=False, highlight=False)
     console.print(f"checkpoint: {out}  (next: marketsynth generate --model {out} --num-samples 100 "
                   f"--output samples.csv)")
 
@@ -104,6 +111,8 @@ def generate(
     interp_steps: int = typer.Option(10, "--interp-steps", min=1, help="Steps between two samples."),
     temperature: float = typer.Option(1.0, "--temperature", help="Noise scale (1 = as trained)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto."),
+    regime: str = typer.Option(None, "--regime", help="cgan: generate this regime (e.g. bull, bear, crash); "
+                                                      "default: the training mix."),
 ) -> None:
     """Sample synthetic candles: CSV/Parquet with sample_id, timestep, open, high, low, close, volume.
 
@@ -118,11 +127,35 @@ def generate(
     checkpoint = api.load(model, device=device)
     frame = api.sample(checkpoint, num_samples, seed=seed, length=length, start_price=start_price,
                        normalized=normalized, interpolate=interpolate, interp_steps=interp_steps,
-                       temperature=temperature, output=output)
+                       temperature=temperature, output=output, regime=regime)
     paths, bars = frame["sample_id"].nunique(), frame["timestep"].nunique()
     kind = "model-space windows" if normalized else "candle paths"
     console.print(f"wrote {paths} {kind} x {bars} bars ({len(frame)} rows) from {checkpoint.model.name} "
                   f"to {output}")
+    if checkpoint.model.conditional and not normalized:
+        _print_regime_stats(checkpoint.model, frame)
+
+
+def _print_regime_stats(model, frame) -> None:
+    """Per regime: mean maximum drawdown and crash duration of the generated paths next to the real training
+    windows with that label (stored in the checkpoint at training time)."""
+    from rich.table import Table
+
+    from marketsynth.regimes import frame_regime_stats
+
+    generated, real = frame_regime_stats(frame, model.regimes), model.real_stats
+    table = Table("regime", "samples", "max drawdown gen", "real", "crash bars gen", "real", "real windows")
+    for name, stats in generated.items():
+        ref = real.get(name, {})
+        table.add_row(name, str(stats["windows"]), f"{stats['max_drawdown']:.2%}",
+                      f"{ref['max_drawdown']:.2%}" if ref else "-", f"{stats['crash_duration']:.1f}",
+                      f"{ref['crash_duration']:.1f}" if ref else "-", str(ref.get("windows", "-")))
+    console.print(table)
+    console.print("means per path; max drawdown: the deepest fall of the closes from a running peak; crash bars: "
+                  "the bars from that peak to its trough; real: the training windows with that label")
+    if frame["timestep"].nunique() != model.config.seq_len:
+        console.print(f"note: generated paths have {frame['timestep'].nunique()} bars, the real windows "
+                      f"{model.config.seq_len}; drawdowns grow with length, so compare with care")
 
 
 def _model_config(settings: Settings, *, options: list[str], **cli: int | float | None) -> dict:

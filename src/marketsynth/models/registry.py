@@ -29,6 +29,7 @@ MODELS: dict[str, type[GenerativeModel]] = {
         "timegan": _optional("timegan", "TimeGAN"),
         "garch": _optional("garch", "GarchModel"),
         "glow": _optional("glow", "GlowModel"),
+        "cgan": _optional("cgan", "CGAN"),
     }.items()
     if cls is not None
 }

@@ -130,7 +130,7 @@ class WGANGP(GenerativeModel):
                 sums[key] += value.item() / cfg.n_critic
 
         fake = self._generate(generator, self._noise(b, steps), labels)
-        g_loss = -self._score(critic, fake, labels).mean()  # also fills the critic's gradients; its next zero_grad drops them
+        g_loss = -self._score(critic, fake, labels).mean()  # fills the critic's gradients too; its zero_grad drops them
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()

@@ -1,0 +1,162 @@
+"""The scenarios' HTML section: risk, distribution and stress tables, the fan chart and the loss histogram.
+
+The page itself is written by ``marketsynth.evaluation.report.write_report`` (one report style for the whole
+project; it embeds the section's PNGs after its HTML and writes them beside the page); this module only builds
+the section and its two figures. Figures are drawn on a bare
+``matplotlib.figure.Figure`` (no pyplot state, no GUI backend), so it is safe in servers and tests.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from marketsynth.risk.measures import LEVELS, PERCENTILES
+from marketsynth.risk.scenarios import RiskSummary, ScenarioAnalysis
+
+_BANDS = ((1, 99, 0.15), (5, 95, 0.25), (25, 75, 0.4))  # percentile pairs of the fan and their shading
+
+
+def fan_chart(analysis: ScenarioAnalysis) -> Figure:
+    """Percentile bands of the cumulative P&L over the horizon (bar 0 = the start)."""
+    fig = Figure(figsize=(8, 4.2))
+    ax = fig.subplots()
+    fan = analysis.fan * 100
+    steps = np.arange(fan.shape[1])
+    index = {p: i for i, p in enumerate(PERCENTILES)}
+    for low, high, alpha in _BANDS:
+        ax.fill_between(steps, fan[index[low]], fan[index[high]], color="tab:blue", alpha=alpha, linewidth=0,
+                        label=f"{low}–{high}th percentile")
+    ax.plot(steps, fan[index[50]], color="tab:blue", linewidth=1.8, label="median")
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_xlabel("bars from the start")
+    ax.set_ylabel("cumulative P&L, % of capital")
+    ax.set_title(f"{analysis.settings['num']} scenarios of {analysis.settings['horizon']} bars "
+                 f"({analysis.model['name']}, T={analysis.settings['temperature']:g})")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def loss_histogram(analysis: ScenarioAnalysis) -> Figure:
+    """Histogram of horizon losses with the scenarios' VaR/CVaR (solid/dashed) and the real data's VaR (dotted)."""
+    fig = Figure(figsize=(8, 4.2))
+    ax = fig.subplots()
+    losses = -analysis.pnl * 100
+    ax.hist(losses, bins=min(100, max(20, len(losses) // 50)), color="0.6", alpha=0.8)
+    colours = {LEVELS[0]: "tab:orange", LEVELS[1]: "tab:red"}
+    for tail in analysis.base.tails:
+        colour = colours.get(tail.level, "tab:purple")
+        ax.axvline(tail.var * 100, color=colour, linewidth=1.6, label=f"VaR {tail.level:.0%} = {tail.var:.2%}")
+        ax.axvline(tail.cvar * 100, color=colour, linewidth=1.6, linestyle="--",
+                   label=f"CVaR {tail.level:.0%} = {tail.cvar:.2%}")
+    if analysis.real is not None:
+        for tail in analysis.real.tails:
+            ax.axvline(tail.var * 100, color=colours.get(tail.level, "tab:purple"), linewidth=1.2, linestyle=":",
+                       label=f"real VaR {tail.level:.0%} = {tail.var:.2%}")
+    ax.set_xlabel("loss over the horizon, % of capital (right = worse)")
+    ax.set_ylabel("scenarios")
+    ax.set_title("Loss distribution")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def section_html(analysis: ScenarioAnalysis) -> str:
+    """The section body: how to read it, the three tables and the notes (the page adds the figures after it)."""
+    base, real = analysis.base, analysis.real
+    first = base.tail(LEVELS[0])
+    rows = risk_rows(analysis)
+    s = analysis.settings
+    parts = [
+        f"<p>{s['num']} scenarios of {s['horizon']} bars from <code>{_e(analysis.model['path'])}</code> "
+        f"({_e(analysis.model['name'])}, {_e(analysis.model['simulation'])}), temperature {s['temperature']:g}"
+        f"{', regime ' + _e(s['regime']) if s['regime'] else ''}, position {s['position']:g}, seed {s['seed']}.</p>",
+        f"<p>Losses are positive fractions of capital. VaR {first.level:.0%} = {first.var:.3f} means a loss of more "
+        f"than {first.var:.1%} happens in at most {1 - first.level:.0%} of scenarios; CVaR is the mean loss in that "
+        f"tail; ± is its bootstrap standard error (sampling noise of {s['num']} scenarios). "
+        f"Real data: {_e(analysis.real_note)}.</p>",
+        _table(RISK_COLUMNS, rows),
+        "<h3>Distribution of the horizon P&amp;L</h3>",
+        _table(["statistic", "scenarios"] + (["real data"] if real is not None else []),
+               distribution_rows(analysis)),
+        f"<h3>Stress tests (same seed; loss threshold {s['threshold']:g})</h3>",
+        _table(STRESS_COLUMNS, [stress_row(row) for row in analysis.stress]),
+    ]
+    if analysis.notes:
+        parts.append("<ul>" + "".join(f"<li>{_e(note)}</li>" for note in analysis.notes) + "</ul>")
+    return "\n".join(parts)
+
+
+RISK_COLUMNS = ["measure", "scenarios (historical ± s.e.)", "parametric normal", "real data (historical)"]
+
+
+def risk_rows(analysis: ScenarioAnalysis) -> list[list[str]]:
+    """VaR/CVaR rows as text: the scenarios' historical figure with its bootstrap standard error, the normal
+    figure from the scenarios' mean and std, and the real data's historical figure (shared by CLI and HTML)."""
+    rows = []
+    for level in LEVELS:
+        ours = analysis.base.tail(level)
+        theirs = analysis.real.tail(level) if analysis.real is not None else None
+        se = analysis.stderr.get(level)
+        for index, (name, value, normal) in enumerate((("VaR", ours.var, ours.var_normal),
+                                                       ("CVaR", ours.cvar, ours.cvar_normal))):
+            shown = _f(value) + (f" ± {se[index]:.4f}" if se else "")
+            real = _f(getattr(theirs, name.lower())) if theirs else "n/a"
+            rows.append([f"{name} {level:.0%}", shown, _f(normal), real])
+    return rows
+
+
+STRESS_COLUMNS = ["setting", "mean", "std", "VaR 95%", "CVaR 95%", "VaR 99%", "CVaR 99%", "worst loss",
+                  "P(loss > threshold)"]
+
+
+def stress_row(row: RiskSummary) -> list[str]:
+    """One stress-table row as text (shared by the terminal table and the HTML)."""
+    cells = [row.label, _f(row.dist.mean), _f(row.dist.std)]
+    for level in LEVELS:
+        cells += [_f(row.tail(level).var), _f(row.tail(level).cvar)]
+    return cells + [_f(row.worst_loss), f"{row.loss_beyond_threshold:.2%}"]
+
+
+_DIST_ROWS = [("mean", lambda d: d.mean), ("std", lambda d: d.std), ("skewness", lambda d: d.skewness),
+              ("excess kurtosis", lambda d: d.excess_kurtosis),
+              *((f"percentile {p}", lambda d, p=p: d.percentiles[p]) for p in PERCENTILES)]
+
+
+def distribution_rows(analysis: ScenarioAnalysis) -> list[list[str]]:
+    dists = [analysis.base.dist] + ([analysis.real.dist] if analysis.real is not None else [])
+    return [[name, *[_f(getter(d)) for d in dists]] for name, getter in _DIST_ROWS]
+
+
+def write_html(analysis: ScenarioAnalysis, path: str | Path) -> Path:
+    """Write the report page with this one section (fan chart and loss histogram included)."""
+    from marketsynth.evaluation.report import ReportSection, figure_png, write_report
+
+    images = [("scenario fan chart.png", figure_png(fan_chart(analysis))),
+              ("loss histogram.png", figure_png(loss_histogram(analysis)))]
+    section = ReportSection("Risk scenarios", section_html(analysis), images)
+    first = analysis.base.tail(LEVELS[0])
+    summary = {"model": analysis.model["name"], "scenarios": f"{analysis.settings['num']} × "
+               f"{analysis.settings['horizon']} bars", f"VaR {first.level:.0%}": _f(first.var),
+               f"CVaR {first.level:.0%}": _f(first.cvar)}
+    return write_report(path, title="marketsynth risk scenarios", sections=[section], summary=summary)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    from marketsynth.evaluation.report import html_table
+
+    return html_table(rows, header)
+
+
+def _f(value: float) -> str:
+    return f"{value:.4f}"
+
+
+def _e(text) -> str:
+    return html.escape(str(text))
