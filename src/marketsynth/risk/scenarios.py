@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from marketsynth.errors import ConfigError, MarketSynthError, ModelError
+from marketsynth.generation import regime_conditions  # shared with 'generate': the same --regime rules
 from marketsynth.risk.measures import (
     LEVELS,
     PERCENTILES,
@@ -72,15 +73,6 @@ def check_settings(*, num: int, horizon: int, temperature: float, position: floa
 
 def is_conditional(model) -> bool:
     return bool(getattr(model, "conditional", False))
-
-
-def regime_conditions(model, regime: str | None, n: int):
-    """Conditions for ``n`` scenarios in ``regime`` (None: the model's own choice, e.g. cgan's training mix), or
-    a one-line error for an unconditional model or a regime it does not know (``generation.regime_conditions``,
-    so ``scenarios`` and ``generate`` accept and refuse the same ``--regime`` values)."""
-    from marketsynth.generation import regime_conditions as encode
-
-    return encode(model, regime, n)
 
 
 def return_feature(checkpoint) -> int | None:
