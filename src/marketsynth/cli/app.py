@@ -35,11 +35,18 @@ def _root(
 
 
 def _register_commands() -> None:
-    from marketsynth.cli import data_cmds, fetch_cmd, init_cmd
+    from marketsynth.cli import (
+        data_cmds,
+        evaluate_cmd,
+        fetch_cmd,
+        init_cmd,
+        loglik_cmd,
+        model_cmds,
+        pipeline_cmds,
+        scenarios_cmd,
+    )
 
-    from marketsynth.cli import loglik_cmd, model_cmds
-
-    for module in (init_cmd, fetch_cmd, data_cmds, model_cmds, loglik_cmd):
+    for module in (init_cmd, fetch_cmd, data_cmds, model_cmds, loglik_cmd, evaluate_cmd, scenarios_cmd, pipeline_cmds):
         module.register(app)
 
 

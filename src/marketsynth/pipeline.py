@@ -1,0 +1,384 @@
+"""The main job as steps: candles → chronological split → train → generate → evaluate → report.
+
+``marketsynth.runs`` chains them for one model into a run directory (``marketsynth run``);
+``marketsynth.comparison`` runs them for several models under one time budget (``marketsynth compare``,
+``benchmarks/quality.py``). Every step takes plain keyword
+arguments and reports to an optional ``Stages`` object (the CLI draws one progress row per stage).
+
+Split (``split_bars``): by default the first 80 % of the bars train the model and windows cut from the last 20 %
+(never seen in training) are the real side of every metric; ``interleaved`` holds out every fifth 10-day chunk
+instead. The training windows are given to ``evaluate`` for TSTR and memorization.
+
+Default epochs (``DEFAULT_EPOCHS``), chosen so that ``marketsynth run`` on a year of 1h candles (about 7,000
+training windows of 24 bars) trains in minutes on one CPU core. Measured as CPU time with one torch thread
+on this project's shared 2-core development machine (wall time is about the same on a free core):
+
+=========  ======  ====================================================================  ===========
+model      epochs  per epoch (7,000 windows)                                             training
+=========  ======  ====================================================================  ===========
+garch         1    one maximum-likelihood fit                                            ~2 s
+dcgan        20    ~13 s                                                                 ~4.5 min
+wgan-gp       8    ~40 s (5 critic steps per generator step)                             ~5.5 min
+timegan      30    7 embedding (~2 s), 7 supervised (~1 s), 16 joint epochs (~22 s)      ~6.5 min
+=========  ======  ====================================================================  ===========
+
+With a time budget (``budget_seconds``) the epochs are planned instead: a few training steps at evenly spaced
+points of the schedule are timed on a throwaway copy of the model (TimeGAN's steps cost 10x more in its joint
+phase than in pre-training, so timing the first epoch would mislead), the schedule is sized to fit, and an
+``on_epoch`` hook stops training cleanly (after that epoch's checkpoint) if the budget runs out anyway.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from marketsynth.checkpoint import Checkpoint, is_checkpoint, load_checkpoint
+from marketsynth.errors import ConfigError, DataError, ExchangeError, ModelError, TransientExchangeError
+
+DEFAULT_EPOCHS = {"garch": 1, "dcgan": 20, "wgan-gp": 8, "timegan": 30}
+CANDLE_MODELS = ("dcgan", "wgan-gp", "timegan", "garch")  # glow models bar features, which are not candles
+TRAIN_FRACTION = 0.8
+SPLITS = ("chronological", "interleaved")  # see split_bars
+CHUNK_BARS = 240
+MAX_SAMPLES = 5000  # evaluate() uses at most this many windows per set
+_PROBE_POINTS = 6  # schedule positions timed when planning epochs for a budget
+_BUDGET_SAFETY = 0.85  # plan to use this share of the budget (timings on a shared machine vary)
+OFFLINE_HINT = "to run offline use --sample sp500 (or nasdaq) or --csv FILE"
+
+
+class Stages:
+    """Progress of the pipeline's stages; this base class shows nothing (library use)."""
+
+    def start(self, stage: str, total: float | None = None, note: str = "") -> None:
+        """A stage begins; ``total`` steps when known."""
+
+    def advance(self, stage: str, steps: float = 1, note: str | None = None, total: float | None = None) -> None:
+        """Steps of a stage are done; ``note`` replaces the stage's text (losses, current metric)."""
+
+    def finish(self, stage: str, note: str = "") -> None:
+        """A stage is done."""
+
+
+@dataclass
+class MarketData:
+    """Candles to learn from. ``adjacent`` is the timeframe that decides which bars are neighbours when windows
+    are cut (the interval; a week for trading-day samples, whose weekends are closures, not gaps)."""
+
+    bars: pd.DataFrame
+    source: dict[str, Any]
+    adjacent: str | None = None
+
+    @property
+    def label(self) -> str:
+        s = self.source
+        if s.get("source") == "sample":
+            return f"sample {s['sample']}"
+        if s.get("source") == "file":
+            return Path(s["file"]).name
+        return f"{s.get('exchange', '')} {s.get('symbol', '')} {s.get('interval', '')}".strip()
+
+
+@dataclass
+class Trained:
+    checkpoint: Checkpoint
+    epochs: int  # epochs trained (1 for one-pass models)
+    planned_epochs: int
+    seconds: float
+    stopped_by_budget: bool = False
+
+
+# ---- data --------------------------------------------------------------------------------------------------
+def fetch_market_data(*, exchange: str = "bybit", symbol: str = "BTCUSDT", interval: str = "1h", start, end,
+                      store: str | None = None, base_url: str | None = None, retries: int = 6,
+                      category: str = "linear", stages: Stages | None = None) -> MarketData:
+    """Sync [start, end) from the exchange into the store (only what it lacks), then read it back."""
+    from marketsynth.data.exchanges import get_source
+    from marketsynth.data.store import open_store
+    from marketsynth.data.sync import sync_series
+    from marketsynth.data.validate import drop_unusable
+    from marketsynth.timeframes import parse_timeframe
+
+    stages = stages or Stages()
+    tf = parse_timeframe(interval)
+    stages.start("fetch", None, f"{exchange} {symbol.upper()} {tf.name}")
+    source = get_source(exchange, base_url=base_url, category=category, max_attempts=retries)
+    try:
+        with source, open_store(store) as db:
+            sync_series(db, source, symbol, tf, start, end, on_plan=lambda n: stages.advance("fetch", 0, total=n),
+                        on_bars=lambda n: stages.advance("fetch", n))
+            bars = db.read_bars(source.name, symbol, tf, start, end)
+            url = db.url
+    except ExchangeError as exc:
+        if isinstance(exc, TransientExchangeError) or isinstance(exc.__cause__, TransientExchangeError):
+            first = str(exc).split("; check the network")[0]
+            raise ExchangeError(f"{first}; {OFFLINE_HINT}") from exc
+        raise
+    bars = drop_unusable(bars, source=f"{source.name} {symbol.upper()} {tf.name}")
+    if bars.empty:
+        raise DataError(f"{source.name} returned no {symbol.upper()} {tf.name} candles for the requested period")
+    stages.finish("fetch", f"{len(bars)} bars")
+    described = {"source": "exchange", "exchange": source.name, "symbol": symbol.upper(), "interval": tf.name,
+                 "store": url, **span(bars)}
+    return MarketData(bars, described, tf.name)
+
+
+def load_market_data(*, csv: str | Path | None = None, sample: str | None = None, symbol: str | None = None,
+                     interval: str | None = None, exchange: str | None = None, store: str | None = None,
+                     start=None, end=None, stages: Stages | None = None) -> MarketData:
+    """Candles from a file, an offline sample (``marketsynth.samples``) or the store (no network)."""
+    from marketsynth import api
+    from marketsynth.data.validate import drop_unusable
+    from marketsynth.samples import get_sample, load_sample
+
+    stages = stages or Stages()
+    if sum(x is not None for x in (csv, sample, symbol)) != 1:
+        raise ConfigError("say where the candles come from: --csv FILE, --sample NAME or --symbol S --interval I")
+    stages.start("load", 1, str(csv or sample or symbol))
+    if sample is not None:
+        bars, source = load_sample(sample)
+        bars = drop_unusable(bars, source=f"sample {sample}")
+        data = MarketData(bars, {**source, **span(bars)}, get_sample(sample).adjacent_within)
+    else:
+        bars, source = api.load_bars(csv=csv, symbol=symbol, interval=interval, exchange=exchange, store=store,
+                                     start=start, end=end)
+        data = MarketData(bars, source, source.get("interval"))
+    stages.finish("load", f"{len(data.bars)} bars")
+    return data
+
+
+def split_bars(bars: pd.DataFrame, *, seq_len: int, train_fraction: float = TRAIN_FRACTION,
+               split: str = "chronological", chunk_bars: int = CHUNK_BARS):
+    """``(train, test)`` bars; no bar is in both sets' windows.
+
+    ``chronological``: the first ``train_fraction`` trains, the rest is held out (does the model carry over to
+    a later period?). The test part starts with the last training bar, only as its first window's anchor
+    (previous close). ``interleaved``: the bars are cut into chunks of ``chunk_bars`` (240 = 10 days of 1h bars)
+    and every k-th chunk is held out (k = 5 for 80 %), each with the bar before it as anchor, so both sets span
+    the whole period and its market regimes, as in ``evaluation.real_vs_real_floor`` (does the model capture
+    this period's candles?).
+    """
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split '{split}'; use {' or '.join(SPLITS)}")
+    held_out = 1 - train_fraction
+    if split == "chronological":
+        need = int(math.ceil((seq_len + 2) / held_out)) + seq_len
+        if len(bars) < need:
+            raise DataError(f"{len(bars)} bars are too few to train and evaluate with --seq-len {seq_len}: "
+                            f"need at least {need} (the last {held_out:.0%} is held out)")
+        cut = int(round(len(bars) * train_fraction))
+        return bars.iloc[:cut].reset_index(drop=True), bars.iloc[cut - 1:].reset_index(drop=True)
+    every = max(2, int(round(1 / held_out)))
+    if chunk_bars <= seq_len + 1 or len(bars) < every * chunk_bars:
+        raise DataError(f"an interleaved split needs chunks longer than --seq-len {seq_len} + 1 and at least "
+                        f"{every} chunks of {chunk_bars} bars; {len(bars)} bars are too few")
+    chunk = np.arange(len(bars)) // chunk_bars
+    test = chunk % every == every - 1
+    with_anchor = test | np.append(test[1:], False)
+    return bars[~test].reset_index(drop=True), bars[with_anchor].reset_index(drop=True)
+
+
+def describe_split(bars: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame, split: str) -> dict[str, Any]:
+    """What ``split_bars`` did, for run.json and reports: ``mode``, spans, ``train_text`` and ``test_text``."""
+    held = len(bars) - len(train)
+    if split == "chronological":
+        first, last = span(train), span(test.iloc[1:])
+        texts = (f"{period(first)} ({len(train)} bars, the first {len(train) / len(bars):.0%})",
+                 f"{period(last)} ({held} held-out bars)")
+    else:
+        first, last = span(train), span(test)
+        texts = (f"{len(train)} bars of {period(span(bars))}: all but every fifth chunk of {CHUNK_BARS} bars",
+                 f"{held} held-out bars: every fifth chunk of {CHUNK_BARS} bars (interleaved split)")
+    return {"mode": split, "train": first, "test": last, "held_out_bars": held, "train_text": texts[0],
+            "test_text": texts[1]}
+
+
+def period(described: dict[str, Any]) -> str:
+    """``2023-01-01 00:00 → 2023-06-01 00:00`` from a ``span``."""
+    start, end = (str(described.get(k, "?"))[:16].replace("T", " ") for k in ("start", "end"))
+    return f"{start} → {end}"
+
+
+def real_windows(bars: pd.DataFrame, seq_len: int, adjacent: str | None) -> np.ndarray:
+    """Candle windows ``[n, seq_len, 5]`` in price units, cut exactly as the models' training windows are."""
+    from marketsynth.evaluation import candle_windows
+
+    return candle_windows(bars, seq_len, 1, adjacent)
+
+
+# ---- training ----------------------------------------------------------------------------------------------
+class _BudgetSpent(Exception):
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+
+def train_model(model: str, bars: pd.DataFrame, *, out: str | Path, adjacent: str | None = None, seq_len: int = 24,
+                epochs: int | None = None, budget_seconds: float | None = None, seed: int = 0,
+                device: str = "cpu", resume: bool = False, stages: Stages | None = None) -> Trained:
+    """Fit ``model`` on ``bars`` into the checkpoint directory ``out``; epochs default to ``DEFAULT_EPOCHS``.
+
+    With ``budget_seconds`` the epochs (at most ``epochs`` when given) are planned to fit the budget and training
+    stops when it is spent. ``resume`` continues the checkpoint in ``out`` to ``epochs`` in total.
+    """
+    from marketsynth import api
+    from marketsynth.models.registry import get_model_class
+
+    cls = get_model_class(model)
+    if cls.name not in CANDLE_MODELS:
+        raise ModelError(f"{cls.name} models per-bar features, not candles, so it cannot run this pipeline; "
+                         f"choose one of {', '.join(CANDLE_MODELS)}")
+    stages, out = stages or Stages(), Path(out)
+    began = time.perf_counter()
+    config = {"seq_len": seq_len}
+    planned = 1 if not cls.iterative else (epochs or DEFAULT_EPOCHS.get(cls.name, 20))
+    if budget_seconds is not None and cls.iterative and not resume:
+        stages.start("train", None, f"{cls.name}: timing a few steps to plan the budget")
+        cap = epochs or 100_000
+        planned = _epochs_for_budget(cls, config, bars, adjacent, budget_seconds, cap, seed, device)
+    done_before = load_checkpoint(out).epoch if resume and is_checkpoint(out) else 0
+    if resume and (done_before >= planned or (not cls.iterative and is_checkpoint(out))):
+        stages.finish("train", f"{cls.name}: checkpoint already has {done_before} epoch(s)")
+        checkpoint = load_checkpoint(out, device=device)
+        return Trained(checkpoint, checkpoint.epoch, planned, 0.0)
+    stages.start("train", planned - done_before if cls.iterative else 1, f"{cls.name} fitting")
+
+    def on_epoch(epoch: int, row: dict[str, Any]) -> None:
+        losses = "  ".join(f"{k} {v:.3g}" for k, v in row.items()
+                           if k not in ("epoch", "seconds", "phase", "diversity") and isinstance(v, float))
+        stages.advance("train", 1, f"{cls.name} epoch {epoch}/{planned}  {losses}")
+        if budget_seconds is not None and epoch < planned and time.perf_counter() - began > budget_seconds:
+            raise _BudgetSpent(epoch)
+
+    stopped = False
+    try:
+        api.train(cls.name, bars, interval=adjacent, config=config, epochs=planned, seed=seed, device=device,
+                  out=out, checkpoint_every=1 if budget_seconds is not None else 5, resume=resume and
+                  is_checkpoint(out), progress=False, on_epoch=on_epoch)
+    except _BudgetSpent:
+        stopped = True  # the checkpoint of the epoch that spent the budget is written before the hook runs
+    seconds = time.perf_counter() - began
+    checkpoint = load_checkpoint(out, device=device)
+    trained = checkpoint.epoch if cls.iterative else 1
+    stages.finish("train", f"{cls.name}: {trained} epoch(s) in {seconds:.0f} s"
+                  + (" (budget spent)" if stopped else ""))
+    return Trained(checkpoint, trained, planned, seconds, stopped)
+
+
+def _epochs_for_budget(cls, config: dict, bars: pd.DataFrame, adjacent: str | None, budget: float, cap: int,
+                       seed: int, device: str) -> int:
+    """The most epochs (1..cap) whose estimated time fits the budget: one training step is timed at each of
+    ``_PROBE_POINTS`` evenly spaced points of a ``cap``-epoch schedule on a throwaway model (phase fractions
+    are the same for any total), averaged and scaled to the batches of an epoch."""
+    import torch
+
+    from marketsynth.representation import make_representation, windows_from_bars
+    from marketsynth.training import resolve_device
+
+    began = time.perf_counter()
+    rep = make_representation("log-returns", scaling=cls.scaling).fit(bars)
+    probe = cls({**config, "n_features": rep.n_features}, device=resolve_device(device), seed=seed)
+    windows = windows_from_bars(bars, rep, probe.config.seq_len, timeframe=adjacent).features
+    batch_size = probe.config.batch_size
+    batch = torch.as_tensor(windows[:batch_size], dtype=torch.float32, device=probe.device)
+    nominal = max(cap if cap < 100_000 else 100, _PROBE_POINTS)
+    points = [int((k + 0.5) * nominal / _PROBE_POINTS) for k in range(_PROBE_POINTS)]
+    probe.train(True)
+    probe.train_step(batch, None, epoch=points[0], total_epochs=nominal)  # warm-up: first calls are slow
+    timings = []
+    for point in points:
+        tic = time.perf_counter()
+        probe.train_step(batch, None, epoch=point, total_epochs=nominal)
+        timings.append(time.perf_counter() - tic)
+    per_epoch = float(np.mean(timings)) * max(1, math.ceil(len(windows) / batch_size))
+    left = budget * _BUDGET_SAFETY - (time.perf_counter() - began)
+    return int(min(cap, max(1, left // per_epoch)))
+
+
+# ---- generate, evaluate, report ----------------------------------------------------------------------------
+def generate(checkpoint: Checkpoint, num_samples: int, *, seed: int = 0, output: str | Path | None = None,
+             stages: Stages | None = None) -> pd.DataFrame:
+    """``num_samples`` synthetic windows of the training length as a long candle frame (written to ``output``)."""
+    from marketsynth import api
+
+    stages = stages or Stages()
+    stages.start("generate", 1, f"{num_samples} windows")
+    frame = api.sample(checkpoint, num_samples, seed=seed, output=output)
+    stages.finish("generate", f"{num_samples} windows of {checkpoint.model.config.seq_len} bars")
+    return frame
+
+
+def default_num_samples(test_windows: int) -> int:
+    """As many synthetic windows as held-out real ones (the classifiers use equal numbers), 500 to 5,000."""
+    return int(min(MAX_SAMPLES, max(500, test_windows)))
+
+
+def evaluate_windows(real: np.ndarray, synthetic, *, train: np.ndarray | None, seq_len: int, seed: int = 0,
+                     repeats: int = 3, discriminators=None, stages: Stages | None = None, label: str = ""):
+    """``evaluation.evaluate`` with its progress shown as the ``evaluate`` stage."""
+    from marketsynth.evaluation import evaluate
+    from marketsynth.evaluation.metrics import DEFAULT_DISCRIMINATORS
+
+    stages = stages or Stages()
+    stages.start("evaluate", None, label)
+
+    def progress(what: str, done: int, total: int) -> None:
+        stages.advance("evaluate", 1 if done else 0, f"{label}{': ' if label else ''}{what}", total=total)
+
+    with torch_threads(1):
+        result = evaluate(real, synthetic, train_windows=train, seq_len=seq_len, repeats=repeats, seed=seed,
+                          progress=progress, discriminators=discriminators or DEFAULT_DISCRIMINATORS)
+    counts = result.verdict_counts()
+    stages.finish("evaluate", f"{label}{': ' if label else ''}{counts['good']} good, {counts['fair']} fair, "
+                              f"{counts['poor']} poor")
+    return result
+
+
+def reference_scores(real: np.ndarray, train: np.ndarray, *, seed: int = 0, discriminators=None) -> dict[str, float]:
+    """Discriminative scores of the real training-period windows against the held-out ones (one run each): what
+    a model that reproduced its training period perfectly would score on this split, since markets change between
+    the periods. Same features, scaling and classifier settings as ``evaluate``'s default protocol."""
+    from marketsynth.evaluation.classifiers import discriminative_score
+    from marketsynth.evaluation.inputs import FEATURE_NAMES, FeatureScaler, subsample, window_features
+    from marketsynth.evaluation.metrics import DEFAULT_DISCRIMINATORS, PROTOCOLS
+
+    proto, rng = PROTOCOLS["default"], np.random.default_rng(seed)
+    real_f, train_f = window_features(real), window_features(train)
+    scale = FeatureScaler(np.concatenate([train_f, real_f]))
+    held_out, trained_on = scale(subsample(real_f, MAX_SAMPLES, rng)), scale(subsample(train_f, MAX_SAMPLES, rng))
+    scores = {}
+    with torch_threads(1):
+        for spec in discriminators or DEFAULT_DISCRIMINATORS:
+            columns = None if spec.columns is None else [FEATURE_NAMES.index(c) for c in spec.columns]
+            scores[f"discriminative score ({spec.name})"] = discriminative_score(
+                held_out, trained_on, hidden=spec.hidden, columns=columns, iterations=proto.discriminative_iterations,
+                batch_size=proto.batch_size, lr=proto.lr, patience=proto.patience, check_every=proto.check_every,
+                seed=seed)
+    return scores
+
+
+@contextmanager
+def torch_threads(threads: int | None = 1):
+    """Run with ``threads`` intra-op threads (None: torch's own setting). These models and the post-hoc GRUs are
+    small and bound by per-op overhead: measured on a busy 2-core machine, one thread trains dcgan 3-4x faster
+    than two (8 s vs 27 s CPU per epoch on 4,000 windows), because idle threads spin waiting for each other."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(max(1, int(threads)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def span(bars: pd.DataFrame) -> dict[str, Any]:
+    """First and last bar time and the number of bars (for run.json and reports)."""
+    return {"start": bars["time"].iloc[0].isoformat(), "end": bars["time"].iloc[-1].isoformat(), "bars": len(bars)}
