@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from marketsynth import pipeline
+from marketsynth.compute import torch_threads
 from marketsynth.errors import ConfigError
 from marketsynth.runs import commit_out, discard_out, prepare_out, write_run
 
@@ -231,11 +232,11 @@ def run_compare(*, models: list[str], out: str | Path, load, budget_seconds: flo
                 stages: pipeline.Stages | None = None) -> tuple[Comparison, dict[str, Path]]:
     """``compare`` into a run directory ``out`` (refuses to replace an earlier one without ``overwrite``, and
     keeps it intact when the new one fails); returns the comparison and the paths of its three files.
-    ``threads``: torch intra-op threads (``pipeline.torch_threads``)."""
+    ``threads``: torch intra-op threads (``marketsynth.compute``)."""
     stages, out = stages or pipeline.Stages(), Path(out)
     work, _ = prepare_out(out, kind="compare", overwrite=overwrite)
     try:
-        with pipeline.torch_threads(threads):
+        with torch_threads(threads):
             data = load(stages)
             settings = {"models": models, "budget_seconds": budget_seconds, "seed": seed, "seeds": seeds,
                         "seq_len": seq_len, "repeats": repeats, "epochs": epochs, "split": split}

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from marketsynth.checkpoint import Checkpoint, is_checkpoint, load_checkpoint
+from marketsynth.compute import torch_threads
 from marketsynth.errors import ConfigError, DataError, ExchangeError, ModelError, TransientExchangeError
 
 DEFAULT_EPOCHS = {"garch": 1, "dcgan": 20, "wgan-gp": 8, "timegan": 30}
@@ -361,22 +361,6 @@ def reference_scores(real: np.ndarray, train: np.ndarray, *, seed: int = 0, disc
                 batch_size=proto.batch_size, lr=proto.lr, patience=proto.patience, check_every=proto.check_every,
                 seed=seed)
     return scores
-
-
-@contextmanager
-def torch_threads(threads: int | None = 1):
-    """Run with ``threads`` intra-op threads (None: torch's own setting). These models and the post-hoc GRUs are
-    small and bound by per-op overhead: measured on a busy 2-core machine, one thread trains dcgan 3-4x faster
-    than two (8 s vs 27 s CPU per epoch on 4,000 windows), because idle threads spin waiting for each other."""
-    import torch
-
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(max(1, int(threads)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def span(bars: pd.DataFrame) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from marketsynth.compute import torch_threads
 from marketsynth.errors import ConfigError
 from marketsynth.pipeline import (
     DEFAULT_EPOCHS,
@@ -34,7 +35,6 @@ from marketsynth.pipeline import (
     real_windows,
     reference_scores,
     split_bars,
-    torch_threads,
     train_model,
 )
 
@@ -132,7 +132,7 @@ def run_pipeline(*, out: str | Path, model: str | None = None, load=None, epochs
     ``resume`` continues an earlier run in ``out`` with its model, window length and ``data.csv`` (training to
     ``epochs`` in total), then regenerates, re-evaluates and rewrites the report. ``overwrite`` builds the new
     run beside the old one and replaces it only when everything succeeded. ``threads``: torch intra-op threads
-    (see ``pipeline.torch_threads``).
+    (see ``marketsynth.compute``).
     """
     with torch_threads(threads):
         return _run(model=model, out=Path(out), load=load, epochs=epochs, seq_len=seq_len, num_samples=num_samples,

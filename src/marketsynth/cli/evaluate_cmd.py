@@ -8,7 +8,6 @@ part starts, so a wrong option fails in a second rather than after minutes of cl
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import typer
 from rich.table import Table
 
 from marketsynth.cli.common import console, progress_bar
+from marketsynth.compute import torch_threads
 from marketsynth.errors import ConfigError, DataError
 
 DEFAULT_SEQ_LEN = 24
@@ -67,7 +67,7 @@ def evaluate(
     bars, source = api.load_bars(csv=real, symbol=symbol, interval=interval, exchange=exchange, store=store,
                                  start=start, end=end)
     real_windows = real_windows_from_bars(bars, seq_len, interval)
-    with progress_bar() as progress, _one_torch_thread():
+    with progress_bar() as progress, torch_threads(1):
         task = progress.add_task("evaluate", total=None)
 
         def show(what: str, done: int, total: int) -> None:
@@ -187,20 +187,6 @@ def _read_table(path: Path) -> pd.DataFrame:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path}: unreadable file ({reason})") from None
     raise DataError(f"{path}: unknown file type '{path.suffix}'; use .csv or .parquet")
-
-
-@contextmanager
-def _one_torch_thread():
-    """The classifiers are tiny GRUs: more threads only add synchronisation, and on cores shared with other
-    work that made a small evaluation 20 times slower (18 s on one thread, 356 s on two)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _check_outputs(report: Path | None, json_path: Path | None, model: Path | None) -> None:

@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from marketsynth.compute import torch_threads
 from marketsynth.errors import DataError, ModelError
 from marketsynth.features import FEATURE_NAMES, WARMUP_BARS, FeatureStandardiser, bar_features
 from marketsynth.models.base import GenerativeModel, History, ModelConfig
@@ -340,19 +340,9 @@ class GlowModel(GenerativeModel):
                 f"{flow / _LN2:.4f} vs {gauss / _LN2:.4f} bits/dim): the flow {verdict} the baseline")
 
 
-@contextmanager
 def _threads(model: GlowModel):
-    """Run with ``cpu_threads`` intra-op threads on CPU, restoring torch's setting after."""
-    wanted = model.config.cpu_threads
-    if model.device.type != "cpu" or wanted <= 0 or wanted == torch.get_num_threads():
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(wanted)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    """``cpu_threads`` intra-op threads for the flow's CPU work (``marketsynth.compute``)."""
+    return torch_threads(model.config.cpu_threads if model.device.type == "cpu" else None)
 
 
 def _rows(values, n_features: int) -> np.ndarray:

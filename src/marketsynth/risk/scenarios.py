@@ -26,14 +26,14 @@ real-data comparison uses every overlapping ``horizon``-bar window of the real c
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from marketsynth.compute import torch_threads
 from marketsynth.errors import ConfigError, MarketSynthError, ModelError
 from marketsynth.generation import regime_conditions  # shared with 'generate': the same --regime rules
 from marketsynth.risk.measures import (
@@ -112,26 +112,6 @@ def check_horizon(checkpoint, horizon: int, conditions=None) -> str | None:
 
 
 # ---- simulation ------------------------------------------------------------------------------------------------
-@contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run with ``threads`` torch intra-op threads (None or 0: leave torch's setting), restoring it after.
-
-    Why: sampling runs many small ops (GRU/LSTM steps, 1-D convolutions); on a machine whose cores are busy
-    with other work, torch's default of one thread per core waits on its slowest thread, and one thread was
-    2-35x faster in wall time in benchmarks/scenarios.py. On an idle machine the default is right."""
-    import torch
-
-    if not threads or threads == torch.get_num_threads():
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def simulate_paths(checkpoint, num: int, horizon: int, *, temperature: float = 1.0, regime: str | None = None,
                    seed: int = 0, threads: int | None = None) -> np.ndarray:
     """Cumulative simple returns ``[num, horizon]``: column t is ``close_t / S0 - 1`` (the last is the horizon
