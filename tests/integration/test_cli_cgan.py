@@ -9,22 +9,10 @@ import pandas as pd
 import pytest
 
 from marketsynth.cli.app import main
+from tests.cli_helpers import assert_one_line_error, run
 
 TINY = ["--seq-len", "8", "--epochs", "1", "--batch-size", "32", "--latent-dim", "4", "-O", "hidden_size=8",
         "-O", "num_layers=1", "-O", "critic_hidden_size=8", "-O", "n_critic=1"]
-
-
-def run(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(code: int, err: str, pattern: str) -> None:
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert pattern in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

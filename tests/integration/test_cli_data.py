@@ -7,10 +7,11 @@ import sys
 import pandas as pd
 import pytest
 
-from marketsynth.cli.app import main
 from marketsynth.data.io import read_bars_file
 from marketsynth.data.store import open_store
 from marketsynth.testing.fake_exchange import FakeExchange
+from tests.cli_helpers import assert_one_line_error as one_line_error
+from tests.cli_helpers import run
 
 
 @pytest.fixture(scope="module")
@@ -29,20 +30,6 @@ def fake(month):
         }
     ) as ex:
         yield ex
-
-
-def run(capsys, *args):
-    code = main(list(map(str, args)))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(code, err, *phrases):
-    assert code == 2
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for phrase in phrases:
-        assert phrase in lines[0], lines[0]
 
 
 def digest(path):

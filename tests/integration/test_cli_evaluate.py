@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from marketsynth.cli.app import main
+from tests.cli_helpers import assert_one_line_error, run
 from tests.unit.evaluation_helpers import random_walk_candles
 
 FAST = ["--repeats", "1", "--max-windows", "80"]
@@ -33,20 +33,6 @@ def files(btc_csv, tmp_path_factory):
     candles = folder / "candles.csv"
     pd.read_csv(btc_csv, skiprows=range(1, 9000), nrows=60).to_csv(candles, index=False)
     return {"real": real, "samples": samples, "candles": candles, "folder": folder}
-
-
-def run(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(code: int, err: str, *patterns: str) -> None:
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for pattern in patterns:
-        assert pattern in lines[0], lines[0]
 
 
 def test_evaluate_prints_the_verdicts_and_writes_report_and_json(files, tmp_path, capsys):

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from marketsynth.cli.app import main
+from tests.cli_helpers import assert_one_line_error, run
 
 TINY_DCGAN = ["-O", "gen_channels=[16, 8]", "-O", "disc_channels=[8, 16]", "--latent-dim", "8"]
 CANDLE_COLUMNS = ["sample_id", "timestep", "open", "high", "low", "close", "volume"]
@@ -31,19 +32,6 @@ def dcgan_run(small_csv, tmp_path_factory):
                  "--batch-size", "32", *TINY_DCGAN, "--out", str(out)])
     assert code == 0
     return out
-
-
-def run(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(code: int, err: str, pattern: str) -> None:
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert pattern in lines[0], lines[0]
 
 
 def assert_valid_candles(frame: pd.DataFrame) -> None:

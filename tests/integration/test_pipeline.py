@@ -18,6 +18,8 @@ from marketsynth.cli.app import main
 from marketsynth.data.store import open_store
 from marketsynth.evaluation import metrics, report_sections
 from marketsynth.testing import FakeExchange
+from tests.cli_helpers import assert_one_line_error as one_line_error
+from tests.cli_helpers import run
 
 QUICK = metrics.Protocol("default", 40, 40, batch_size=128, lr=1e-2, patience=1, check_every=20,
                          predict_from_all_columns=True)
@@ -27,18 +29,6 @@ QUICK = metrics.Protocol("default", 40, 40, batch_size=128, lr=1e-2, patience=1,
 def quick_evaluation(monkeypatch):
     monkeypatch.setitem(metrics.PROTOCOLS, "default", QUICK)
     monkeypatch.setattr(report_sections, "TSNE_WINDOWS", 60)
-
-
-def run(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def one_line_error(code: int, err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (code, err)
-    return lines[0]
 
 
 def assert_valid_candles(frame: pd.DataFrame) -> None:

@@ -12,11 +12,11 @@ import pytest
 
 from marketsynth import api
 from marketsynth.checkpoint import Checkpoint
-from marketsynth.cli.app import main
 from marketsynth.errors import ConfigError, ModelError
 from marketsynth.models.base import GenerativeModel
 from marketsynth.representation import make_representation
 from marketsynth.risk.scenarios import analyse, check_horizon, simulate_paths
+from tests.cli_helpers import assert_one_line_error, run
 
 TINY_DCGAN = {"gen_channels": [16, 8], "disc_channels": [8, 16], "latent_dim": 8, "seq_len": 8, "batch_size": 32}
 TINY_GLOW = {"levels": 1, "steps_per_level": 1, "hidden": 8, "batch_size": 64}
@@ -175,19 +175,6 @@ def test_conditional_models_get_regime_conditions_and_a_crash_stress_row(bars, g
 
 
 # ---- CLI ------------------------------------------------------------------------------------------------------
-def run(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(code: int, err: str, pattern: str) -> None:
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert pattern in lines[0], lines[0]
-
-
 def test_cli_prints_tables_and_writes_json_and_html(garch_dir, small_csv, tmp_path, capsys):
     code, out, err = run(capsys, "scenarios", "--model", garch_dir, "--num", 400, "--horizon", 12, "--seed", 3,
                          "--json", tmp_path / "risk.json", "--report", tmp_path / "risk.html")
