@@ -102,7 +102,7 @@ class Comparison:
             lines.append("| " + " | ".join(_cell(row.get(key), fmt) for key, _, fmt in COLUMNS) + " |")
         m = self.meta
         intro = (f"# marketsynth compare: {m['data']}\n\nTrained on {m['train']}; evaluated on {m['test']}; "
-                 f"budget {m['budget_seconds']:.0f} s per model, seq_len {m['seq_len']}, seed {m['seed']} "
+                 f"{_budget(m['budget_seconds'])}, seq_len {m['seq_len']}, seed {m['seed']} "
                  f"(stability over {m['seeds']} seed(s)). ↑ higher is better, ↓ lower is better.\n")
         notes = "\n".join(f"- **{key}**: {text}" for key, text in _DEFINITIONS.items())
         return intro + "\n" + "\n".join(lines) + "\n\n" + notes + "\n"
@@ -120,7 +120,7 @@ class Comparison:
         sections = [ReportSection("Comparison", self._html_table(), images=[("comparison.png", self._figure())]),
                     ReportSection("Definitions", f"<ul>{definitions}</ul>")]
         summary = {"data": self.meta["data"], "trained on": self.meta["train"], "evaluated on": self.meta["test"],
-                   "budget": f"{self.meta['budget_seconds']:.0f} s per model", "seeds": str(self.meta["seeds"])}
+                   "budget": _budget(self.meta["budget_seconds"]), "seeds": str(self.meta["seeds"])}
         paths["html"] = write_report(folder / "comparison.html", title=f"marketsynth compare: {self.meta['data']}",
                                      sections=sections, summary=summary)
         return paths
@@ -168,11 +168,12 @@ _DEFINITIONS = {
 }
 
 
-def compare(data: pipeline.MarketData, models: list[str], *, work: Path, budget_seconds: float, seed: int = 0,
+def compare(data: pipeline.MarketData, models: list[str], *, work: Path, budget_seconds: float | None, seed: int = 0,
             seeds: int = 1, seq_len: int = 24, repeats: int = 1, epochs: int | None = None,
             split: str = "chronological", discriminators=None, stages: pipeline.Stages | None = None) -> Comparison:
-    """Train, sample and evaluate every model for every seed under the same budget on the same split; the
-    checkpoints go to ``work/models/<model>-seed<N>/`` with their ``synthetic.csv`` and ``metrics.json``."""
+    """Train, sample and evaluate every model for every seed under the same budget (None: the default epochs,
+    ``pipeline.DEFAULT_EPOCHS``, or ``epochs``) on the same split; the checkpoints go to
+    ``work/models/<model>-seed<N>/`` with their ``synthetic.csv`` and ``metrics.json``."""
     from marketsynth.models.registry import get_model_class
 
     stages = stages or pipeline.Stages()
@@ -256,6 +257,10 @@ def run_compare(*, models: list[str], out: str | Path, load, budget_seconds: flo
         raise
     commit_out(work, out)
     return comparison, {k: out / f"comparison.{k}" for k in ("md", "json", "html")}
+
+
+def _budget(seconds: float | None) -> str:
+    return "default epochs per model" if seconds is None else f"budget {seconds:.0f} s per model"
 
 
 def _mean(values) -> float | None:

@@ -250,8 +250,9 @@ def train_model(model: str, bars: pd.DataFrame, *, out: str | Path, adjacent: st
     stages.start("train", planned - done_before if cls.iterative else 1, f"{cls.name} fitting")
 
     def on_epoch(epoch: int, row: dict[str, Any]) -> None:
-        losses = "  ".join(f"{k} {v:.3g}" for k, v in row.items()
-                           if k not in ("epoch", "seconds", "phase", "diversity") and isinstance(v, float))
+        shown = [k for k, v in row.items() if k not in ("epoch", "seconds", "phase") and isinstance(v, float)]
+        main = [k for k in ("g_loss", "d_loss", "e_loss", "s_loss") if k in shown] or shown
+        losses = "  ".join(f"{k} {row[k]:.3g}" for k in main[:3])
         stages.advance("train", 1, f"{cls.name} epoch {epoch}/{planned}  {losses}")
         if budget_seconds is not None and epoch < planned and time.perf_counter() - began > budget_seconds:
             raise _BudgetSpent(epoch)
