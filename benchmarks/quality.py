@@ -1,0 +1,178 @@
+"""Quality benchmark: every candle model against the real-vs-real floor on BTCUSDT 1h (results in BENCHMARKS.md).
+
+    python benchmarks/quality.py [--csv ../shared/data/BTCUSDT_1h.csv] [--days 365] [--budget-minutes 2]
+                                 [--repeats 2] [--models dcgan,wgan-gp,timegan,garch] [--split interleaved]
+                                 [--out runs/bench-quality]
+
+Protocol (evaluation's ``default`` protocol, windows of 24 bars, the last ``--days`` of the file):
+
+* **floor**: ``real_vs_real_floor``: real windows in alternating 10-day chunks (240 bars) against each other,
+  with the three ``BENCHMARK_DISCRIMINATORS`` (GRU on all bar features, a wider GRU with hidden 32, a GRU on
+  close returns only). The best a generator can hope for.
+* **models**: ``marketsynth.comparison.compare`` with default settings: each model trains on 80 % of the bars
+  for at most ``--budget-minutes`` of wall-clock (epochs planned to fit; 0: ``run``'s default epochs), samples
+  as many windows as there are held-out windows, and is evaluated against the held-out 20 %.
+  ``--split interleaved`` (the default here) holds out every fifth 10-day chunk, so training and held-out
+  windows span the same regimes, as the floor's two sides do; ``chronological`` holds out the last 20 % (what
+  ``marketsynth compare`` does by default).
+* **real (training period)**: the real training windows against the held-out ones (discriminators only):
+  what a perfect model of the training period would score on this split, since markets change over time.
+* **i.i.d. Gaussian**: per-bar features (gap, return, wicks, log volume) drawn independently from normal
+  distributions with the training data's means and standard deviations, decoded to candles: a scale for how
+  bad "knows the marginal moments, nothing else" is.
+
+Stylized-fact score: the mean, over the tail index, volatility clustering, linear autocorrelation, leverage and
+aggregational Gaussianity (1, 4, 24 bars) records, of distance / that metric's "good" limit
+(``evaluation.records.VERDICT_RULES``): 1 = at the limit of "good" on average, lower is better.
+
+Target: the best model within 0.05 of the floor on all three discriminators, no copying (memorization share
+about 5 %, not flagged), and a lower stylized-fact score than GARCH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from marketsynth import comparison, pipeline, runs
+from marketsynth.data.io import read_bars_file
+from marketsynth.evaluation import BENCHMARK_DISCRIMINATORS, real_vs_real_floor
+from marketsynth.evaluation.records import VERDICT_RULES
+from marketsynth.representation import make_representation
+
+STYLIZED = {"tail index (Hill)": "hill", "volatility clustering": "volatility_clustering",
+            "linear autocorrelation": "linear_acf", "leverage effect": "leverage",
+            "aggregational Gaussianity": "aggregation"}
+DISC = [f"discriminative score ({d.name})" for d in BENCHMARK_DISCRIMINATORS]
+DISC_SHORT = ["disc. all features", "disc. wide GRU", "disc. returns only"]
+
+
+def stylized_score(result) -> float:
+    """Mean of distance / 'good' limit over the stylized-fact records that could be measured."""
+    ratios = [r.distance / VERDICT_RULES[rule][0] for r in result.records for prefix, rule in STYLIZED.items()
+              if r.name.startswith(prefix) and r.distance is not None]
+    return float(np.mean(ratios))
+
+
+def row_from(name: str, result, **extra) -> dict:
+    records = {r.name: r for r in result.records}
+    row = {"row": name, **{short: records[d].synthetic for short, d in zip(DISC_SHORT, DISC, strict=True)},
+           "predictive": records["predictive score"].synthetic, "predictive (real)": records["predictive score"].real,
+           "memorization": records["memorization"].synthetic,
+           "copying flagged": bool(records["memorization"].details.get("flagged")),
+           "stylized score": stylized_score(result), **extra}
+    for prefix in STYLIZED:
+        hits = [r.distance for r in result.records if r.name.startswith(prefix) and r.distance is not None]
+        row[prefix] = float(np.mean(hits)) if hits else None
+    return row
+
+
+def gaussian_windows(train_bars: pd.DataFrame, n: int, seq_len: int, seed: int) -> np.ndarray:
+    rep = make_representation("log-returns", scaling="standard").fit(train_bars)
+    z = np.random.default_rng(seed).standard_normal((n, seq_len, rep.n_features))
+    return rep.decode(z)
+
+
+def to_markdown(rows: list[dict]) -> str:
+    columns = ["row", *DISC_SHORT, "predictive", "memorization", "stylized score", *STYLIZED, "train s", "epochs"]
+    fmt = {"memorization": "{:.1%}", "predictive": "{:.4f}", "train s": "{:.0f}", "epochs": "{}"}
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = []
+        for c in columns:
+            value = row.get(c)
+            text = value if isinstance(value, str) else fmt.get(c, "{:.3f}").format(value) if value is not None else "–"
+            cells.append(text)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def verdict(rows: list[dict], floor: dict) -> list[str]:
+    models = [r for r in rows if r.get("kind") == "model"]
+    garch = next((r for r in models if r["row"] == "garch"), None)
+    lines = []
+    for r in models:
+        gaps = [r[d] - floor[d] for d in DISC_SHORT]
+        close = all(g <= 0.05 for g in gaps)
+        copying = r["copying flagged"]
+        better = garch is not None and r is not garch and r["stylized score"] < garch["stylized score"]
+        lines.append(f"{r['row']}: gaps to the floor {', '.join(f'{g:+.3f}' for g in gaps)} "
+                     f"({'within' if close else 'NOT within'} 0.05 on all three); memorization "
+                     f"{r['memorization']:.1%} ({'copying flagged' if copying else 'no copying'}); stylized score "
+                     f"{r['stylized score']:.2f}" + ("" if r is garch or garch is None else
+                                                     f" ({'better' if better else 'not better'} than garch's "
+                                                     f"{garch['stylized score']:.2f})"))
+        r["meets target"] = bool(close and not copying and better)
+    met = [r["row"] for r in models if r.get("meets target")]
+    lines.append(f"target met by: {', '.join(met)}" if met else "target met by: no model")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    here = Path(__file__).resolve().parents[1]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--csv", default=str(here.parent / "shared" / "data" / "BTCUSDT_1h.csv"))
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--budget-minutes", type=float, default=2.0)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--models", default="dcgan,wgan-gp,timegan,garch")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", default="interleaved", choices=pipeline.SPLITS)
+    parser.add_argument("--out", default="runs/bench-quality")
+    args = parser.parse_args(argv)
+    began = time.perf_counter()
+
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - began:6.0f} s] {message}", flush=True)
+
+    out = Path(args.out)
+    work, _ = runs.prepare_out(out, kind="benchmark", overwrite=True)
+    with pipeline.torch_threads(1):
+        end = read_bars_file(args.csv)["time"].iloc[-1]
+        data = pipeline.load_market_data(csv=args.csv, start=end - pd.Timedelta(days=args.days) + pd.Timedelta(hours=1))
+        log(f"{data.label}: {len(data.bars)} bars {data.source['start']} → {data.source['end']}")
+        floor = real_vs_real_floor(data.bars, 240, seq_len=24, discriminators=BENCHMARK_DISCRIMINATORS,
+                                   repeats=args.repeats, seed=args.seed)
+        rows = [row_from("floor (real vs real, 10-day chunks)", floor, kind="floor")]
+        log(f"floor: {rows[0]}")
+        train_bars, test_bars = pipeline.split_bars(data.bars, seq_len=24, split=args.split)
+        test_w = pipeline.real_windows(test_bars, 24, None)
+        train_w = pipeline.real_windows(train_bars, 24, None)
+        gauss = pipeline.evaluate_windows(test_w, gaussian_windows(train_bars, len(test_w), 24, args.seed),
+                                          train=train_w, seq_len=24, seed=args.seed, repeats=args.repeats,
+                                          discriminators=BENCHMARK_DISCRIMINATORS)
+        rows.append(row_from("i.i.d. Gaussian features", gauss, kind="scale"))
+        log(f"gaussian: {rows[-1]}")
+        result = comparison.compare(data, args.models.split(","), work=work,
+                                    budget_seconds=args.budget_minutes * 60 if args.budget_minutes > 0 else None,
+                                    seed=args.seed, seeds=1, seq_len=24, repeats=args.repeats, split=args.split,
+                                    discriminators=BENCHMARK_DISCRIMINATORS)
+        reference = result.meta["reference"]
+        rows.append({"row": "real (training period) vs held-out", "kind": "reference",
+                     **{short: reference[d] for short, d in zip(DISC_SHORT, DISC, strict=True)}})
+        for run in result.runs:
+            rows.append(row_from(run["model"], result.results[(run["model"], run["seed"])], kind="model",
+                                 **{"train s": run["train_seconds"], "epochs": run["epochs"]}))
+            log(f"{run['model']}: {rows[-1]}")
+    lines = verdict(rows, rows[0])
+    text = (f"{data.label}, {data.source['start'][:16]} → {data.source['end'][:16]} ({len(data.bars)} bars); trained "
+            f"on {result.meta['train']}; evaluated on {result.meta['test']}; budget {args.budget_minutes} min per "
+            f"model; repeats {args.repeats}; total {time.perf_counter() - began:.0f} s\n\n"
+            + to_markdown(rows) + "\n\n" + "\n".join(f"- {line}" for line in lines) + "\n")
+    (work / "quality.md").write_text(text, encoding="utf-8")
+    (work / "quality.json").write_text(json.dumps({"rows": rows, "verdict": lines, "meta": result.meta}, indent=2,
+                                                  default=str) + "\n", encoding="utf-8")
+    runs.write_run(work, {"kind": "benchmark", "status": "complete", "args": vars(args)})
+    runs.commit_out(work, out)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
