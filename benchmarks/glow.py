@@ -45,7 +45,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {os.cpu_count()} cores")
     print(f"training: {len(year)} bars (2022), {args.epochs} epochs: {train_seconds:.1f} s")
     print(f"held-out: {summary}")
-    print(f"log-likelihood: {len(features)} bars in {loglik_seconds:.2f} s = {len(features) / loglik_seconds:,.0f} bars/s")
+    rate = len(features) / loglik_seconds
+    print(f"log-likelihood: {len(features)} bars in {loglik_seconds:.2f} s = {rate:,.0f} bars/s")
 
 
 if __name__ == "__main__":
