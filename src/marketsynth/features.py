@@ -38,6 +38,7 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from marketsynth.errors import DataError, ModelError
+from marketsynth.representation import valid_ohlcv
 
 FEATURE_NAMES = (
     "return_1", "return_5", "return_10", "return_20",
@@ -194,18 +195,7 @@ def _checked_ohlcv(bars: pd.DataFrame) -> tuple[np.ndarray, ...]:
                         f"got {len(bars)}")
     if "time" in bars.columns and not pd.Index(bars["time"]).is_monotonic_increasing:
         raise DataError("bars are not sorted by time; use marketsynth.data.bars.as_bars first")
-    try:
-        ohlcv = bars.loc[:, ["open", "high", "low", "close", "volume"]].to_numpy(dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"bars have non-numeric prices or volumes ({exc})") from exc
-    o, h, low, c, v = ohlcv.T
-    with np.errstate(invalid="ignore"):
-        ok = np.isfinite(ohlcv).all(axis=1) & (low > 0) & (low <= np.minimum(o, c)) & (h >= np.maximum(o, c))
-        ok &= v >= 0
-    if not ok.all():
-        bad = np.flatnonzero(~ok)
-        raise DataError(f"{len(bad)} of {len(bars)} bars are not valid candles (need finite 0 < low <= open, "
-                        f"close <= high and volume >= 0), first at row {bad[0]}; clean the data first")
+    o, h, low, c, v = valid_ohlcv(bars).T  # the representation's candle rules and messages
     return o, h, low, c, v
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import ClassVar, NamedTuple
 
@@ -32,7 +33,7 @@ _FORMAT = "marketsynth.representation"
 _VERSION = 1
 
 
-class Representation:
+class Representation(ABC):
     """Shared interface: fit the scaling, encode bars, decode model output to OHLCV candles ``[n, L, 5]``."""
 
     name: ClassVar[str]
@@ -126,13 +127,15 @@ class Representation:
             raise ModelError(f"the {self.name} representation is not fitted; call fit(bars) first")
 
     def _encode_raw(self, bars: pd.DataFrame, prev_close: float | None) -> np.ndarray:
-        return self._features(_valid_ohlcv(bars), prev_close)
+        return self._features(valid_ohlcv(bars), prev_close)
 
+    @abstractmethod
     def _features(self, ohlcv: np.ndarray, prev_close: float | None) -> np.ndarray:
-        raise NotImplementedError
+        """Unscaled features ``[T, F]`` of valid OHLCV rows."""
 
+    @abstractmethod
     def _decode_raw(self, features: np.ndarray, start_price) -> np.ndarray:
-        raise NotImplementedError
+        """Candles ``[n, L, 5]`` from unscaled features."""
 
 
 class LogReturnRepresentation(Representation):
@@ -351,7 +354,7 @@ def _check_window_args(seq_len: int, stride: int) -> None:
         raise ConfigError(f"seq_len and stride must be at least 1, got seq_len={seq_len}, stride={stride}")
 
 
-def _valid_ohlcv(bars: pd.DataFrame) -> np.ndarray:
+def valid_ohlcv(bars: pd.DataFrame) -> np.ndarray:
     """``[T, 5]`` float64 OHLCV, or DataError saying how many rows are bad candles and where the first is."""
     missing = [c for c in OHLCV if c not in bars.columns]
     if missing:
