@@ -161,9 +161,10 @@ def main(argv: list[str] | None = None) -> int:
                                  **{"train s": run["train_seconds"], "epochs": run["epochs"]}))
             log(f"{run['model']}: {rows[-1]}")
     lines = verdict(rows, rows[0])
+    training = f"budget {args.budget_minutes} min per model" if args.budget_minutes > 0 else "default epochs"
     text = (f"{data.label}, {data.source['start'][:16]} → {data.source['end'][:16]} ({len(data.bars)} bars); trained "
-            f"on {result.meta['train']}; evaluated on {result.meta['test']}; budget {args.budget_minutes} min per "
-            f"model; repeats {args.repeats}; total {time.perf_counter() - began:.0f} s\n\n"
+            f"on {result.meta['train']}; evaluated on {result.meta['test']}; {training}; repeats {args.repeats}; "
+            f"total {time.perf_counter() - began:.0f} s\n\n"
             + to_markdown(rows) + "\n\n" + "\n".join(f"- {line}" for line in lines) + "\n")
     (work / "quality.md").write_text(text, encoding="utf-8")
     (work / "quality.json").write_text(json.dumps({"rows": rows, "verdict": lines, "meta": result.meta}, indent=2,

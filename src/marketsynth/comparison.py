@@ -174,12 +174,8 @@ def compare(data: pipeline.MarketData, models: list[str], *, work: Path, budget_
     """Train, sample and evaluate every model for every seed under the same budget (None: the default epochs,
     ``pipeline.DEFAULT_EPOCHS``, or ``epochs``) on the same split; the checkpoints go to
     ``work/models/<model>-seed<N>/`` with their ``synthetic.csv`` and ``metrics.json``."""
-    from marketsynth.models.registry import get_model_class
-
     stages = stages or pipeline.Stages()
-    names = [get_model_class(m).name for m in models]
-    if len(set(names)) != len(names) or not names:
-        raise ConfigError(f"--models lists each model once, e.g. dcgan,garch; got {','.join(models) or 'none'}")
+    names = check_models(models)
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
     train_bars, test_bars = pipeline.split_bars(data.bars, seq_len=seq_len, split=split)
@@ -187,11 +183,10 @@ def compare(data: pipeline.MarketData, models: list[str], *, work: Path, budget_
     test_w = pipeline.real_windows(test_bars, seq_len, data.adjacent)
     train_w = pipeline.real_windows(train_bars, seq_len, data.adjacent)
     n = pipeline.default_num_samples(len(test_w))
-    stages.start("evaluate", None, "reference: real training-period windows vs held-out")
-    reference = pipeline.reference_scores(test_w, train_w, seed=seed, discriminators=discriminators)
+    stages.start("models", len(names) * seeds, ", ".join(names))
+    reference = pipeline.reference_scores(test_w, train_w, seed=seed, discriminators=discriminators, stages=stages)
     runs: list[dict[str, Any]] = []
     results: dict[tuple[str, int], Any] = {}
-    stages.start("models", len(names) * seeds, ", ".join(names))
     for name in names:
         for run_seed in range(seed, seed + seeds):
             stages.advance("models", 0, f"{name} seed {run_seed}")
@@ -227,6 +222,20 @@ def compare(data: pipeline.MarketData, models: list[str], *, work: Path, budget_
     return Comparison(rows, runs, meta, results)
 
 
+def check_models(models: list[str]) -> list[str]:
+    """The registered names of ``models``; one-line errors for unknown, repeated or non-candle models."""
+    from marketsynth.models.registry import get_model_class
+
+    names = [get_model_class(m).name for m in models]
+    if len(set(names)) != len(names) or not names:
+        raise ConfigError(f"--models lists each model once, e.g. dcgan,garch; got {','.join(models) or 'none'}")
+    refused = [n for n in names if n not in pipeline.CANDLE_MODELS]
+    if refused:
+        raise ConfigError(f"{', '.join(refused)} cannot be compared on candles; choose from "
+                          f"{', '.join(pipeline.CANDLE_MODELS)}")
+    return names
+
+
 def run_compare(*, models: list[str], out: str | Path, load, budget_seconds: float, seed: int = 0, seeds: int = 1,
                 seq_len: int = 24, repeats: int = 1, epochs: int | None = None, split: str = "chronological",
                 overwrite: bool = False, threads: int | None = 1,
@@ -235,6 +244,7 @@ def run_compare(*, models: list[str], out: str | Path, load, budget_seconds: flo
     keeps it intact when the new one fails); returns the comparison and the paths of its three files.
     ``threads``: torch intra-op threads (``marketsynth.compute``)."""
     stages, out = stages or pipeline.Stages(), Path(out)
+    check_models(models)
     work, _ = prepare_out(out, kind="compare", overwrite=overwrite)
     try:
         with torch_threads(threads):

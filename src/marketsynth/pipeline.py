@@ -341,7 +341,8 @@ def evaluate_windows(real: np.ndarray, synthetic, *, train: np.ndarray | None, s
     return result
 
 
-def reference_scores(real: np.ndarray, train: np.ndarray, *, seed: int = 0, discriminators=None) -> dict[str, float]:
+def reference_scores(real: np.ndarray, train: np.ndarray, *, seed: int = 0, discriminators=None,
+                     stages: Stages | None = None) -> dict[str, float]:
     """Discriminative scores of the real training-period windows against the held-out ones (one run each): what
     a model that reproduced its training period perfectly would score on this split, since markets change between
     the periods. Same features, scaling and classifier settings as ``evaluate``'s default protocol."""
@@ -353,14 +354,18 @@ def reference_scores(real: np.ndarray, train: np.ndarray, *, seed: int = 0, disc
     real_f, train_f = window_features(real), window_features(train)
     scale = FeatureScaler(np.concatenate([train_f, real_f]))
     held_out, trained_on = scale(subsample(real_f, MAX_SAMPLES, rng)), scale(subsample(train_f, MAX_SAMPLES, rng))
-    scores = {}
+    scores, stages, specs = {}, stages or Stages(), list(discriminators or DEFAULT_DISCRIMINATORS)
+    stages.start("reference", len(specs), "real training-period windows vs held-out")
     with torch_threads(1):
-        for spec in discriminators or DEFAULT_DISCRIMINATORS:
+        for spec in specs:
             columns = None if spec.columns is None else [FEATURE_NAMES.index(c) for c in spec.columns]
             scores[f"discriminative score ({spec.name})"] = discriminative_score(
                 held_out, trained_on, hidden=spec.hidden, columns=columns, iterations=proto.discriminative_iterations,
                 batch_size=proto.batch_size, lr=proto.lr, patience=proto.patience, check_every=proto.check_every,
                 seed=seed)
+            stages.advance("reference", 1)
+    stages.finish("reference", "real training-period windows vs held-out: discriminative "
+                               + ", ".join(f"{v:.3f}" for v in scores.values()))
     return scores
 
 

@@ -186,8 +186,7 @@ def _run(*, model, out: Path, load, epochs, seq_len, num_samples, seed, device, 
         frame = generate(trained.checkpoint, n, seed=seed, output=work / "synthetic.csv", stages=stages)
         seconds["generate"] = time.perf_counter() - tic
         tic = time.perf_counter()
-        stages.start("evaluate", None, "reference: real training-period windows vs held-out")
-        reference = reference_scores(test_w, train_w, seed=seed)
+        reference = reference_scores(test_w, train_w, seed=seed, stages=stages)
         result = evaluate_windows(test_w, frame, train=train_w, seq_len=seq_len, seed=seed, repeats=repeats,
                                   stages=stages, label=trained.checkpoint.model.name)
         result.to_json(work / "metrics.json")

@@ -158,3 +158,11 @@ def test_compare_writes_markdown_json_and_html_with_every_model(tmp_path, capsys
     html = (out / "comparison.html").read_text(encoding="utf-8")
     assert "dcgan" in html and "garch" in html and "temporal coherence" in html
     assert "| garch |" in stdout and f"html: {out / 'comparison.html'}" in stdout
+    code, _, err = run(capsys, "compare", "--sample", "sp500", "--models", "garch", "--out", out)
+    assert "already holds a complete compare" in one_line_error(code, err) and "--overwrite" in err
+
+
+def test_compare_refuses_models_that_do_not_make_candles_before_any_work(tmp_path, capsys):
+    code, _, err = run(capsys, "compare", "--sample", "sp500", "--models", "garch,glow", "--out", tmp_path / "c")
+    assert "glow cannot be compared" in one_line_error(code, err)
+    assert not (tmp_path / "c").exists()
