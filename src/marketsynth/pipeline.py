@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,7 @@ def fetch_market_data(*, exchange: str = "bybit", symbol: str = "BTCUSDT", inter
     stages.start("fetch", None, f"{exchange} {symbol.upper()} {tf.name}")
     source = get_source(exchange, base_url=base_url, category=category, max_attempts=retries)
     try:
-        with source, open_store(store) as db:
+        with source, open_store(store) as db, _retries_in_row(stages, "fetch"):
             sync_series(db, source, symbol, tf, start, end, on_plan=lambda n: stages.advance("fetch", 0, total=n),
                         on_bars=lambda n: stages.advance("fetch", n))
             bars = db.read_bars(source.name, symbol, tf, start, end)
@@ -128,6 +129,28 @@ def fetch_market_data(*, exchange: str = "bybit", symbol: str = "BTCUSDT", inter
     described = {"source": "exchange", "exchange": source.name, "symbol": symbol.upper(), "interval": tf.name,
                  "store": url, **span(bars)}
     return MarketData(bars, described, tf.name)
+
+
+@contextmanager
+def _retries_in_row(stages: Stages, stage: str):
+    """The exchange layer's retry warnings go into the stage's progress row instead of lines of their own, so
+    the display stays one block and an exchange that cannot be reached ends in a single error line."""
+    import logging
+
+    class ToRow(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            args = record.args if isinstance(record.args, tuple) else ()
+            text = f"retry {args[3]} of {args[4]}: {args[1]}" if len(args) == 5 else record.getMessage()
+            stages.advance(stage, 0, text[:80])
+
+    logger, handler = logging.getLogger("marketsynth.data.exchanges"), ToRow(logging.WARNING)
+    propagate, logger.propagate = logger.propagate, False
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 def load_market_data(*, csv: str | Path | None = None, sample: str | None = None, symbol: str | None = None,
@@ -267,8 +290,8 @@ def train_model(model: str, bars: pd.DataFrame, *, out: str | Path, adjacent: st
     seconds = time.perf_counter() - began
     checkpoint = load_checkpoint(out, device=device)
     trained = checkpoint.epoch if cls.iterative else 1
-    stages.finish("train", f"{cls.name}: {trained} epoch(s) in {seconds:.0f} s"
-                  + (" (budget spent)" if stopped else ""))
+    how = f"{trained} epoch(s)" if cls.iterative else "one fit"
+    stages.finish("train", f"{cls.name}: {how} in {seconds:.0f} s" + (" (budget spent)" if stopped else ""))
     return Trained(checkpoint, trained, planned, seconds, stopped)
 
 

@@ -117,10 +117,11 @@ def test_run_fetches_from_the_exchange_into_the_store(btc_1h_bars, tmp_path, cap
 
 
 def test_unreachable_exchange_is_one_line_that_suggests_offline_data(tmp_path, capsys):
+    """Also with a retry: the retry warning goes into the progress row, not onto a line of its own."""
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    code, _, err = run(capsys, "run", "--base-url", f"http://127.0.0.1:{port}", "--retries", "1", "--model", "garch",
+    code, _, err = run(capsys, "run", "--base-url", f"http://127.0.0.1:{port}", "--retries", "2", "--model", "garch",
                        "--store", tmp_path / "s.duckdb", "--out", tmp_path / "run")
     line = one_line_error(code, err)
     assert "cannot reach" in line and "--sample" in line and "--csv" in line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -47,7 +48,19 @@ class RichStages(Stages):
         return next(task for task in self.progress.tasks if task.id == self.tasks[stage])
 
 
-def _display() -> Progress:
+@contextmanager
+def _display():
+    """The progress display; on failure it is cleared, so the error stays the only line."""
+    with _progress() as progress:
+        try:
+            yield progress
+        except BaseException:
+            for task in progress.task_ids:
+                progress.update(task, visible=False)
+            raise
+
+
+def _progress() -> Progress:
     import os
 
     return Progress(TextColumn("[bold]{task.description:<8}"), BarColumn(bar_width=30), MofNCompleteColumn(),
@@ -130,8 +143,8 @@ def run(
 ) -> None:
     """The main job in one command: fetch → store → train → generate → evaluate → report.
 
-    Trains on the first 80% of the candles and evaluates on the held-out last 20%. Writes report.html,
-    metrics.json, synthetic.csv, checkpoint/, data.csv and run.json into --out.
+    Trains on the first 80% of the candles and evaluates on the held-out last 20% (or --split interleaved).
+    Writes report.html, metrics.json, synthetic.csv, checkpoint/, data.csv and run.json into --out.
     """
     from marketsynth.runs import run_pipeline
 
