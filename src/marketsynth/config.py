@@ -48,7 +48,7 @@ class DataSettings(Section):
 
 
 class ModelSettings(Section):
-    name: str = "timegan"
+    name: str = "autoregressive"
     representation: Literal["log-returns", "minmax-ohlcv"] = "log-returns"
     seq_len: int = Field(24, ge=4)
     latent_dim: int = Field(100, gt=0)

@@ -1,8 +1,8 @@
 """From a trained model to synthetic candles: sample, decode, frame, write.
 
 Long paths (``length`` > the training window ``seq_len``):
-    * recurrent models (``native_long_paths``: wgan-gp, timegan, garch) run their state for ``length`` steps,
-      so a long path is one continuous process;
+    * recurrent models (``native_long_paths``: wgan-gp, timegan, garch, autoregressive) run their state for
+      ``length`` steps, so a long path is one continuous process;
     * window models (dcgan) chain ``ceil(length / seq_len)`` independent windows end to end in feature space
       and crop to ``length``. With the default ``log-returns`` representation every bar is encoded relative to
       the previous close, so the chained path is continuous in price (each window starts from the last close of

@@ -20,6 +20,7 @@ garch         1    one maximum-likelihood fit                                   
 dcgan        20    ~13 s                                                                 ~4.5 min
 wgan-gp       8    ~40 s (5 critic steps per generator step)                             ~5.5 min
 timegan      30    7 embedding (~2 s), 7 supervised (~1 s), 16 joint epochs (~22 s)      ~6.5 min
+autoregr.     8    ~11 s (7,000 sequences of 96 bars, maximum likelihood)                ~1.5 min
 =========  ======  ====================================================================  ===========
 
 With a time budget (``budget_seconds``) the epochs are planned instead: a few training steps at evenly spaced
@@ -44,8 +45,9 @@ from marketsynth.checkpoint import Checkpoint, is_checkpoint, load_checkpoint
 from marketsynth.compute import torch_threads
 from marketsynth.errors import ConfigError, DataError, ExchangeError, ModelError, TransientExchangeError
 
-DEFAULT_EPOCHS = {"garch": 1, "dcgan": 20, "wgan-gp": 8, "timegan": 30}
-CANDLE_MODELS = ("dcgan", "wgan-gp", "timegan", "garch")  # glow models bar features, which are not candles
+DEFAULT_EPOCHS = {"garch": 1, "dcgan": 20, "wgan-gp": 8, "timegan": 30, "autoregressive": 8}
+CANDLE_MODELS = ("dcgan", "wgan-gp", "timegan", "garch", "autoregressive")  # glow models bar features, not candles
+DEFAULT_MODEL = "autoregressive"  # the best in BENCHMARKS.md (quality) and among the fastest to train
 TRAIN_FRACTION = 0.8
 SPLITS = ("chronological", "interleaved")  # see split_bars
 CHUNK_BARS = 240
@@ -308,7 +310,7 @@ def _epochs_for_budget(cls, config: dict, bars: pd.DataFrame, adjacent: str | No
     began = time.perf_counter()
     rep = make_representation("log-returns", scaling=cls.scaling).fit(bars)
     probe = cls({**config, "n_features": rep.n_features}, device=resolve_device(device), seed=seed)
-    windows = windows_from_bars(bars, rep, probe.config.seq_len, timeframe=adjacent).features
+    windows = probe.training_windows(windows_from_bars(bars, rep, probe.config.seq_len, timeframe=adjacent).features)
     batch_size = probe.config.batch_size
     batch = torch.as_tensor(windows[:batch_size], dtype=torch.float32, device=probe.device)
     nominal = max(cap if cap < 100_000 else 100, _PROBE_POINTS)

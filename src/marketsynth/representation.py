@@ -38,6 +38,7 @@ class Representation(ABC):
 
     name: ClassVar[str]
     feature_names: ClassVar[tuple[str, ...]]
+    relative_to_previous_close: ClassVar[bool] = True  # features of a bar depend on the close before it
 
     def __init__(self, scaling: str = "standard"):
         if scaling not in SCALINGS:
@@ -63,7 +64,14 @@ class Representation(ABC):
         frames = [bars] if isinstance(bars, pd.DataFrame) else list(bars)
         if not frames or not all(isinstance(f, pd.DataFrame) for f in frames):
             raise DataError("fit needs a bars frame or a non-empty list of bars frames")
-        raw = np.concatenate([self._encode_raw(frame, None) for frame in frames])
+        # A bar after a time gap (or a frame's first bar) has no real previous close: features relative to it would
+        # span the gap (a 10-day hole's price move as one bar's "gap"), so it is left out unless nothing is left
+        encoded = [(self._encode_raw(frame, None), _follows_previous_bar(frame) if self.relative_to_previous_close
+                    else np.ones(len(frame), dtype=bool)) for frame in frames]
+        if any(keep.any() for _, keep in encoded):
+            raw = np.concatenate([features[keep] for features, keep in encoded])
+        else:
+            raw = np.concatenate([features for features, _ in encoded])
         if self.scaling == "standard":
             center, scale = raw.mean(axis=0), raw.std(axis=0)
         else:
@@ -190,6 +198,8 @@ class MinMaxOHLCV(Representation):
     name = "minmax-ohlcv"
     feature_names = OHLCV
 
+    relative_to_previous_close = False
+
     def __init__(self, scaling: str = "minmax"):
         if scaling != "minmax":
             raise ConfigError(f"representation minmax-ohlcv only supports scaling 'minmax', not '{scaling}'")
@@ -290,12 +300,7 @@ def windows_from_bars(
     times = pd.DatetimeIndex(bars["time"]) if "time" in bars.columns else None
     if times is None or not times.is_monotonic_increasing or not times.is_unique:
         raise DataError("bars need a sorted, unique 'time' column to be cut into windows; use as_bars first")
-    if len(times) > 1:
-        steps = times[1:] - times[:-1]
-        step = parse_timeframe(timeframe).delta if timeframe is not None else pd.Series(steps).mode()[0]
-        breaks = np.asarray(times[1:] > times[:-1] + step)
-    else:
-        breaks = np.zeros(0, dtype=bool)
+    breaks = _breaks(times, timeframe)
     run_id = np.concatenate([[0], np.cumsum(breaks)])
     # window s holds rows s..s+seq_len-1 and is anchored at close[s-1]; all of them must share one run
     starts = np.arange(1, len(features) - seq_len + 1)
@@ -309,6 +314,58 @@ def windows_from_bars(
     close = bars["close"].to_numpy(dtype=np.float64)
     view = _window_view(features, seq_len, stride)
     return Windows(np.ascontiguousarray(view[starts]), close[starts - 1], starts)
+
+
+def segments_from_windows(windows: np.ndarray) -> list[np.ndarray]:
+    """The gap-free runs of bars ``[T_k, F]`` under overlapping windows ``[N, L, F]``, no bar repeated.
+
+    The stride is detected from the first pair of windows; wherever a window continues the previous one
+    (identical overlap) only its new last rows are added, and a window that does not (a time gap, shuffled input,
+    non-overlapping windows) starts a new segment with all its rows.
+    """
+    n, length = windows.shape[:2]
+    if n == 1 or length == 1:
+        return [windows.reshape(-1, windows.shape[2])]
+    stride = next((k for k in range(1, length) if np.array_equal(windows[1, : length - k], windows[0, k:])), length)
+    if stride < length:
+        continues = (windows[1:, : length - stride] == windows[:-1, stride:]).all(axis=(1, 2))
+    else:
+        continues = np.zeros(n - 1, dtype=bool)
+    segments, current = [], [windows[0]]
+    for i in range(n - 1):
+        if continues[i]:
+            current.append(windows[i + 1, length - stride :])
+        else:
+            segments.append(np.concatenate(current))
+            current = [windows[i + 1]]
+    segments.append(np.concatenate(current))
+    return segments
+
+
+def series_from_windows(windows: np.ndarray) -> np.ndarray:
+    """The bars ``[T, F]`` under overlapping windows ``[N, L, F]``: ``segments_from_windows`` concatenated."""
+    return np.concatenate(segments_from_windows(windows))
+
+
+def _breaks(times: pd.DatetimeIndex, timeframe: str | Timeframe | None = None) -> np.ndarray:
+    """``[T - 1]``: whether the step into each bar is longer than one bar (``timeframe``; the most common step
+    when None)."""
+    if len(times) < 2:
+        return np.zeros(0, dtype=bool)
+    steps = times[1:] - times[:-1]
+    step = parse_timeframe(timeframe).delta if timeframe is not None else pd.Series(steps).mode()[0]
+    return np.asarray(times[1:] > times[:-1] + step)
+
+
+def _follows_previous_bar(bars: pd.DataFrame) -> np.ndarray:
+    """``[T]``: rows whose previous row is the bar just before them (all but the first without a time column)."""
+    keep = np.ones(len(bars), dtype=bool)
+    keep[:1] = False
+    if "time" in bars.columns and len(bars) > 1:
+        times = pd.DatetimeIndex(bars["time"])
+        if times.is_monotonic_increasing and times.is_unique:
+            keep[1:] = ~_breaks(times)
+    return keep
 
 
 def chronological_split(windows: Windows | np.ndarray, val_fraction: float = 0.2, *, stride: int = 1):

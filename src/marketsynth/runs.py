@@ -23,6 +23,7 @@ from marketsynth.compute import torch_threads
 from marketsynth.errors import ConfigError
 from marketsynth.pipeline import (
     DEFAULT_EPOCHS,
+    DEFAULT_MODEL,
     TRAIN_FRACTION,
     MarketData,
     Stages,
@@ -127,7 +128,8 @@ def run_pipeline(*, out: str | Path, model: str | None = None, load=None, epochs
     """The main job into ``out``: ``load(stages) -> MarketData`` (fetch or load), split, train, generate,
     evaluate, report. Writes ``data.csv`` (the candles used), ``checkpoint/``, ``synthetic.csv``,
     ``metrics.json``, ``report.html`` and ``run.json`` (settings, sources, stage times, status).
-    ``model`` defaults to timegan, ``seq_len`` to 24, ``split`` to chronological (``pipeline.split_bars``).
+    ``model`` defaults to ``DEFAULT_MODEL`` (autoregressive), ``seq_len`` to 24, ``split`` to chronological
+    (``pipeline.split_bars``).
 
     ``resume`` continues an earlier run in ``out`` with its model, window length and ``data.csv`` (training to
     ``epochs`` in total), then regenerates, re-evaluates and rewrites the report. ``overwrite`` builds the new
@@ -152,7 +154,7 @@ def _run(*, model, out: Path, load, epochs, seq_len, num_samples, seed, device, 
         if previous is not None and given is not None and str(given).lower() != str(saved):
             raise ConfigError(f"--resume continues {out} with --{name} {saved}; drop --{name} {given} or pass "
                               f"--overwrite to start again")
-    model = (model or before.get("model") or "timegan").lower()
+    model = (model or before.get("model") or DEFAULT_MODEL).lower()
     seq_len = seq_len or before.get("seq_len") or 24
     split = split or before.get("split") or "chronological"
     epochs = epochs or before.get("epochs") or DEFAULT_EPOCHS.get(model, 20)

@@ -120,11 +120,12 @@ def train_loop(model: GenerativeModel, windows, conditions=None, *, epochs: int,
         raise ModelError(f"{model.name} is fitted in one pass, not epoch by epoch; call model.fit(windows)")
     if epochs < 1 or checkpoint_every < 1:
         raise ModelError(f"epochs and checkpoint_every must be at least 1, got {epochs} and {checkpoint_every}")
-    data = _as_windows(windows, model, "training windows")
+    windows = windows.features if hasattr(windows, "features") else windows
+    data = _as_windows(model.training_windows(windows), model, "training windows", model.window_length)
     cond = None if conditions is None else torch.as_tensor(np.asarray(conditions), dtype=torch.float32)
     if cond is not None and len(cond) != len(data):
         raise ModelError(f"{len(cond)} conditions for {len(data)} windows; pass one per window")
-    val = None if val_windows is None else _as_windows(val_windows, model, "validation windows")
+    val = None if val_windows is None else _as_windows(val_windows, model, "validation windows", model.config.seq_len)
     info, out = distributed_info(), Path(out_dir) if out_dir is not None else None
     main = info.rank == 0
     if info.active and not model.supports_distributed:
@@ -240,12 +241,12 @@ def _batches_per_epoch(n: int, batch_size: int, info: DistributedInfo) -> int:
     return full + (1 if rest >= 2 or full == 0 else 0)
 
 
-def _as_windows(windows, model: GenerativeModel, what: str) -> torch.Tensor:
+def _as_windows(windows, model: GenerativeModel, what: str, length: int) -> torch.Tensor:
     array = windows.features if hasattr(windows, "features") else windows
     tensor = torch.as_tensor(np.asarray(array), dtype=torch.float32)
     cfg = model.config
-    if tensor.ndim != 3 or tuple(tensor.shape[1:]) != (cfg.seq_len, cfg.n_features):
-        raise ModelError(f"{what} must be [N, {cfg.seq_len}, {cfg.n_features}] for this {model.name}, "
+    if tensor.ndim != 3 or tuple(tensor.shape[1:]) != (length, cfg.n_features):
+        raise ModelError(f"{what} must be [N, {length}, {cfg.n_features}] for this {model.name}, "
                          f"got {tuple(tensor.shape)}")
     if not torch.isfinite(tensor).all():
         raise ModelError(f"{what} contain NaN or inf; clean the data before training")

@@ -10,7 +10,8 @@ from scipy.stats import spearmanr
 from marketsynth.checkpoint import load_checkpoint, save_checkpoint
 from marketsynth.errors import ModelError
 from marketsynth.models.base import History
-from marketsynth.models.garch import GarchModel, series_from_windows
+from marketsynth.models.garch import GarchModel
+from marketsynth.representation import series_from_windows
 
 TRUE = {"mu": 0.02, "omega": 0.05, "alpha": 0.10, "beta": 0.85, "nu": 6.0}
 

@@ -32,6 +32,8 @@ TINY = {
     "glow": {"seq_len": 1, "levels": 1, "steps_per_level": 2, "hidden": 8},
     "cgan": {"latent_dim": 4, "hidden_size": 8, "num_layers": 1, "critic_hidden_size": 8, "n_critic": 2,
              "embed_dim": 2},
+    "autoregressive": {"hidden_size": 8, "num_layers": 1, "mixtures": 2, "head_size": 8, "train_len": 16,
+                       "warmup": 4},
 }
 NOT_LOSSES = {"epoch", "seconds", "phase", "diversity", "val_w1"}
 

@@ -225,13 +225,28 @@ def test_scaling_parameters_do_not_depend_on_price_level():
 def test_minmax_puts_training_features_in_unit_interval_and_standard_z_scores():
     bars = real_bars()
     for name in REPRESENTATIONS:
-        features = fitted(name, "minmax").encode(bars)
+        rep = fitted(name, "minmax")
+        features = rep.encode(bars)[1:] if rep.relative_to_previous_close else rep.encode(bars)  # the fitted rows
         assert features.min() >= -1 - 1e-12 and features.max() <= 1 + 1e-12
         np.testing.assert_allclose(features.min(axis=0), -1, atol=1e-12)
         np.testing.assert_allclose(features.max(axis=0), 1, atol=1e-12)
-    features = fitted("log-returns", "standard").encode(bars)
+    features = fitted("log-returns", "standard").encode(bars)[1:]  # the first bar has no previous close
     np.testing.assert_allclose(features.mean(axis=0), 0, atol=1e-9)
     np.testing.assert_allclose(features.std(axis=0), 1, atol=1e-9)
+
+
+def test_fit_skips_bars_after_a_time_gap():
+    """A 10-day hole's price move must not count as one bar's gap/return in the scaling."""
+    bars = real_bars().iloc[:300].reset_index(drop=True)
+    later = bars.iloc[200:].copy()
+    later[["open", "high", "low", "close"]] *= 1.5  # the market moved 50% while no bars were recorded
+    holed = pd.concat([bars.iloc[:100], later]).reset_index(drop=True)
+    together = LogReturnRepresentation().fit(holed)
+    apart = LogReturnRepresentation().fit([bars.iloc[:100], later])
+    np.testing.assert_allclose(together.center, apart.center, rtol=1e-12)
+    np.testing.assert_allclose(together.scale, apart.scale, rtol=1e-12)
+    naive = LogReturnRepresentation()._encode_raw(holed, None)[1:].std(axis=0)  # with the bar across the hole
+    assert naive[0] > 2 * together.scale[0]
 
 
 def test_fit_on_a_list_of_frames_and_constant_features():

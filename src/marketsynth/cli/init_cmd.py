@@ -24,7 +24,7 @@ data:
   base_url: null           # override the exchange URL (testnet, a proxy, a local fake exchange)
 
 model:
-  name: timegan            # dcgan | wgan-gp | timegan | garch
+  name: autoregressive     # autoregressive | dcgan | wgan-gp | timegan | garch | cgan | glow
   representation: log-returns  # log-returns (scale-free, exactly invertible) | minmax-ohlcv (the seed's scaling)
   seq_len: 24              # bars per training window
   latent_dim: 100

@@ -14,8 +14,9 @@ from marketsynth.cli.common import console, err_console
 from marketsynth.config import Settings, load_settings
 from marketsynth.errors import ConfigError
 
-MODEL_HELP = "Model: dcgan | wgan-gp | timegan | garch | glow | cgan."
-LONG_PATHS = ("Longer than the training window: recurrent models (wgan-gp, timegan, garch) continue their state; "
+MODEL_HELP = "Model: dcgan | wgan-gp | timegan | garch | glow | cgan | autoregressive."
+LONG_PATHS = ("Longer than the training window: recurrent models (wgan-gp, timegan, garch, autoregressive) continue "
+              "their state; "
               "dcgan chains independent windows (continuous in price with log-returns features).")
 
 
@@ -68,7 +69,8 @@ def train(
     settings = load_settings(config) if config else Settings()
     name = model or (settings.model.name if config else None)
     if not name:
-        raise ConfigError("say which model: --model dcgan | wgan-gp | timegan | garch | glow | cgan (or --config FILE)")
+        raise ConfigError("say which model: --model autoregressive | dcgan | wgan-gp | timegan | garch | glow | "
+                          "cgan (or --config FILE)")
     model_config = _model_config(settings, seq_len=seq_len, latent_dim=latent_dim, batch_size=batch_size,
                                  gen_lr=gen_lr, disc_lr=disc_lr, options=option or [])
     ts = settings.training

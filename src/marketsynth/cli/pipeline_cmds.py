@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from marketsynth.cli.common import console, err_console, time_range
 from marketsynth.errors import ConfigError
-from marketsynth.pipeline import CANDLE_MODELS, DEFAULT_EPOCHS, Stages
+from marketsynth.pipeline import CANDLE_MODELS, DEFAULT_EPOCHS, DEFAULT_MODEL, Stages
 
 EPOCHS_HELP = "Epochs (default per model: " + ", ".join(f"{m} {e}" for m, e in DEFAULT_EPOCHS.items()) + ")."
 DATA_HELP = "Candles: from an exchange (default bybit BTCUSDT 1h, last 365 days), --csv FILE or --sample NAME."
@@ -127,7 +127,7 @@ _REPEATS = typer.Option(1, "--repeats", min=1, help="Runs of each post-hoc class
 def run(
     exchange: str = _EXCHANGE, symbol: str = _SYMBOL, interval: str = _INTERVAL, days: int = _DAYS,
     start: str = _START, end: str = _END, csv: Path = _CSV, sample: str = _SAMPLE,
-    model: str = typer.Option(None, "--model", "-m", help="dcgan | wgan-gp | timegan | garch (default timegan)."),
+    model: str = typer.Option(None, "--model", "-m", help=" | ".join(CANDLE_MODELS) + f" (default {DEFAULT_MODEL})."),
     epochs: int = typer.Option(None, "--epochs", min=1, help=EPOCHS_HELP),
     seq_len: int = typer.Option(None, "--seq-len", min=2, help="Bars per window (default 24)."),
     num_samples: int = typer.Option(None, "--num-samples", "-n", min=1,
@@ -154,7 +154,7 @@ def run(
         get_model_class(model)  # unknown names: suggestion; known ones: refused by the pipeline
     if out is None and resume:
         raise ConfigError("--resume needs --out, the run directory to continue")
-    out = out or Path("runs") / f"{(model or 'timegan').lower()}-{_label(csv, sample, symbol, interval)}"
+    out = out or Path("runs") / f"{(model or DEFAULT_MODEL).lower()}-{_label(csv, sample, symbol, interval)}"
     load = None if resume else _loader(csv=csv, sample=sample, exchange=exchange, symbol=symbol, interval=interval,
                                        days=days, start=start, end=end, store=store, base_url=base_url,
                                        retries=retries, no_fetch=no_fetch)
@@ -179,7 +179,7 @@ def run(
 
 
 def compare(
-    models: str = typer.Option("dcgan,wgan-gp,timegan,garch", "--models", help="Comma-separated models."),
+    models: str = typer.Option(",".join(CANDLE_MODELS), "--models", help="Comma-separated models."),
     exchange: str = _EXCHANGE, symbol: str = _SYMBOL, interval: str = _INTERVAL, days: int = _DAYS,
     start: str = _START, end: str = _END, csv: Path = _CSV, sample: str = _SAMPLE,
     budget_minutes: float = typer.Option(2.0, "--budget-minutes", min=0.01,

@@ -98,6 +98,17 @@ class GenerativeModel(ABC):
 
         return train_loop(self, windows, conditions, epochs=epochs, **loop_options)
 
+    @property
+    def window_length(self) -> int:
+        """Steps per training window after ``training_windows`` (``seq_len`` unless the model trains on longer
+        sequences)."""
+        return self.config.seq_len
+
+    def training_windows(self, windows: np.ndarray) -> np.ndarray:
+        """The arrays the training loop batches, made from the ``[N, seq_len, F]`` windows it was given
+        (identity by default; the autoregressive model trains on longer sequences of the same bars)."""
+        return windows
+
     def modules(self) -> dict[str, torch.nn.Module]:
         """The networks, by name (weights are saved under ``<name>.<param>``)."""
         return {}

@@ -17,11 +17,9 @@ Units
     factor is divided out of the reported parameters, which are in the units of the input column.
 
 Training series
-    Windows from ``windows_from_bars`` overlap. ``fit`` rebuilds the underlying series: it detects the stride
-    from the first pair of windows and, wherever a window continues the previous one (identical overlap), adds
-    only its new last rows; a window that does not (a time gap, shuffled input, non-overlapping windows)
-    starts a new segment with all its rows. The segments are concatenated for one fit, so no bar is counted
-    twice.
+    Windows from ``windows_from_bars`` overlap. ``fit`` rebuilds the underlying bars
+    (``representation.series_from_windows``: the gap-free segments, concatenated) for one fit, so no bar is
+    counted twice.
 """
 
 from __future__ import annotations
@@ -35,6 +33,7 @@ import torch
 
 from marketsynth.errors import ConfigError, DataError, ModelError
 from marketsynth.models.base import GenerativeModel, History, ModelConfig
+from marketsynth.representation import series_from_windows
 
 _STARTS = ("empirical", "last")
 _PARAMS = ("mu", "omega", "alpha", "beta", "nu")
@@ -279,20 +278,6 @@ class GarchModel(GenerativeModel):
         if not (fitted or unfitted):
             raise ModelError("the garch checkpoint tables do not fit this model's config")
         self.aux_rows, self.cell_start, self.cell_count, self.fitted_sigma = aux, start, count, sigma
-
-
-def series_from_windows(windows: np.ndarray) -> np.ndarray:
-    """The bars ``[T, F]`` under overlapping windows ``[N, L, F]`` (see the module docstring), no repeats."""
-    n, length = windows.shape[:2]
-    if n == 1 or length == 1:
-        return windows.reshape(-1, windows.shape[2])
-    stride = next((k for k in range(1, length) if np.array_equal(windows[1, : length - k], windows[0, k:])), length)
-    if stride < length:
-        continues = (windows[1:, : length - stride] == windows[:-1, stride:]).all(axis=(1, 2))
-    else:
-        continues = np.zeros(n - 1, dtype=bool)
-    parts = [windows[0]] + [windows[i + 1, length - stride :] if continues[i] else windows[i + 1] for i in range(n - 1)]
-    return np.concatenate(parts)
 
 
 def _no_conditions(conditions) -> None:

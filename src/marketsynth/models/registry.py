@@ -30,6 +30,7 @@ MODELS: dict[str, type[GenerativeModel]] = {
         "garch": _optional("garch", "GarchModel"),
         "glow": _optional("glow", "GlowModel"),
         "cgan": _optional("cgan", "CGAN"),
+        "autoregressive": _optional("autoregressive", "AutoregressiveModel"),
     }.items()
     if cls is not None
 }

@@ -1,0 +1,97 @@
+"""Autoregressive mixture GRU: it learns dependence over time and inside a bar, atoms, and its data handling."""
+
+import numpy as np
+import pytest
+import torch
+
+from marketsynth.errors import ModelError
+from marketsynth.models.autoregressive import AutoregressiveModel
+from marketsynth.representation import create_sequences, segments_from_windows, series_from_windows
+
+SMALL = {"hidden_size": 16, "num_layers": 1, "mixtures": 3, "head_size": 16, "train_len": 48, "warmup": 16,
+         "batch_size": 32, "seq_len": 12}
+
+
+def toy_series(n: int = 3000, seed: int = 0) -> np.ndarray:
+    """[n, 3]: an AR(1) column (phi 0.8), a column equal to 2x the first plus small noise (dependence inside a
+    bar), and a column that is exactly 0.5 in 40% of the bars (an atom)."""
+    rng = np.random.default_rng(seed)
+    ar = np.zeros(n)
+    for t in range(1, n):
+        ar[t] = 0.8 * ar[t - 1] + 0.6 * rng.standard_normal()
+    twice = 2 * ar + 0.1 * rng.standard_normal(n)
+    spiky = np.where(rng.random(n) < 0.4, 0.5, rng.standard_normal(n))
+    return np.column_stack([ar, twice, spiky]).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    torch.set_num_threads(1)
+    series = toy_series()
+    model = AutoregressiveModel({**SMALL, "n_features": 3}, seed=0)
+    history = model.fit(create_sequences(series, 12), epochs=6, progress=False)
+    return model, series, history
+
+
+def lag1(x: np.ndarray) -> float:
+    x = x - x.mean()
+    return float((x[:, 1:] * x[:, :-1]).sum() / (x * x).sum())
+
+
+def test_learns_autocorrelation_and_dependence_inside_a_bar(fitted):
+    model, series, history = fitted
+    assert history.rows[-1]["nll"] < history.rows[0]["nll"]
+    samples = model.sample(400, seed=1, length=48)
+    assert abs(lag1(samples[..., 0]) - 0.8) < 0.1  # the AR(1) coefficient
+    assert np.corrcoef(samples[..., 0].ravel(), samples[..., 1].ravel())[0, 1] > 0.95
+    assert abs(samples[..., 0].std() - series[:, 0].std()) < 0.2 * series[:, 0].std()
+
+
+def test_atoms_are_found_and_reproduced_exactly(fitted):
+    model, _, _ = fitted
+    assert model.network.has_atom.tolist() == [False, False, True]
+    assert model.network.atom[2].item() == 0.5
+    share = float(np.mean(model.sample(400, seed=2)[..., 2] == np.float32(0.5)))
+    assert 0.33 < share < 0.47  # 40% in the data
+
+
+def test_samples_stay_within_the_widened_training_range(fitted):
+    model, series, _ = fitted
+    samples = model.sample(200, seed=3, length=100, temperature=5.0)  # hot: the bounds bind
+    spread = series.max(axis=0) - series.min(axis=0)
+    assert (samples >= series.min(axis=0) - 0.25 * spread - 1e-5).all()
+    assert (samples <= series.max(axis=0) + 0.25 * spread + 1e-5).all()
+
+
+def test_temperature_widens_the_draws(fitted):
+    model, _, _ = fitted
+    cold, hot = model.sample(300, seed=4, temperature=0.5), model.sample(300, seed=4, temperature=1.5)
+    assert hot[..., 0].std() > cold[..., 0].std()
+
+
+def test_training_sequences_follow_the_gap_free_segments():
+    series = toy_series(200)
+    windows = np.concatenate([create_sequences(series[:120], 12), create_sequences(series[130:], 12)])
+    segments = segments_from_windows(windows)
+    assert [len(s) for s in segments] == [120, 70]
+    np.testing.assert_array_equal(series_from_windows(windows), np.concatenate([series[:120], series[130:]]))
+    model = AutoregressiveModel({**SMALL, "n_features": 3, "train_len": 100})
+    sequences = model.training_windows(windows)
+    assert model.window_length == 60  # little data: half the longest segment
+    assert sequences.shape == (120 - 60 + 1 + 70 - 60 + 1, 60, 3)  # no sequence crosses the gap
+    model = AutoregressiveModel({**SMALL, "n_features": 3, "train_len": 30})
+    assert model.training_windows(windows).shape == (120 - 30 + 1 + 70 - 30 + 1, 30, 3)
+
+
+def test_bad_settings_and_input_are_model_errors():
+    with pytest.raises(ModelError, match="positive integers"):
+        AutoregressiveModel({"mixtures": 0})
+    with pytest.raises(ModelError, match="warmup"):
+        AutoregressiveModel({"warmup": -1})
+    model = AutoregressiveModel({**SMALL, "n_features": 3})
+    with pytest.raises(ModelError, match=r"\[N, 12, 3\]"):
+        model.training_windows(np.zeros((4, 10, 3)))
+    with pytest.raises(ModelError, match="unconditional"):
+        model.sample(2, conditions=np.zeros(2))
+    with pytest.raises(ModelError, match="temperature"):
+        model.sample(2, temperature=0)
