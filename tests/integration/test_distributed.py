@@ -1,6 +1,6 @@
 """``torchrun --nproc_per_node 2 marketsynth train`` on CPU (gloo): both ranks train, and end in step.
 
-dcgan and wgan-gp wrap their networks in DistributedDataParallel; for wgan-gp that includes the critic,
+dcgan, wgan-gp and autoregressive wrap their networks in DistributedDataParallel; for wgan-gp that includes the critic,
 whose gradient penalty differentiates through the DDP module (torch.autograd.grad with create_graph) before
 the critic loss's backward. TimeGAN averages each optimiser's gradients with an explicit all_reduce instead.
 Ranks get different shards and different noise, so identical final weights mean the gradients really were
@@ -25,6 +25,9 @@ OPTIONS = {
     "wgan-gp": ["--latent-dim", "4", "-O", "hidden_size=8", "-O", "num_layers=1", "-O", "critic_hidden_size=8",
                 "-O", "n_critic=2"],
     "timegan": ["-O", "hidden_dim=8", "-O", "num_layers=1"],
+    # train_len = seq_len: one training sequence per window, so the step count below holds as for the others
+    "autoregressive": ["-O", "hidden_size=8", "-O", "num_layers=1", "-O", "mixtures=2", "-O", "head_size=8",
+                       "-O", "train_len=8"],
 }
 
 
@@ -35,7 +38,7 @@ def small_csv(btc_csv, tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("model", ["dcgan", "wgan-gp", "timegan"])
+@pytest.mark.parametrize("model", list(OPTIONS))
 def test_two_cpu_ranks_train_in_step(model, small_csv, tmp_path):
     out = tmp_path / "run"
     epochs = 3 if model == "timegan" else 2  # TimeGAN: one epoch of each phase

@@ -68,6 +68,18 @@ def test_run_on_the_sp500_sample_writes_every_output(sp500_run):
     assert "discriminative score (all bar features)" in record["reference"]
 
 
+def test_run_defaults_to_the_autoregressive_model(btc_csv, tmp_path):
+    small = tmp_path / "btc.csv"
+    pd.read_csv(btc_csv, nrows=1500).to_csv(small, index=False)
+    out = tmp_path / "run"
+    code = main(["run", "--csv", str(small), "--epochs", "1", "--num-samples", "200", "--out", str(out)])
+    assert code == 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["settings"]["model"] == "autoregressive" and record["status"] == "complete"
+    assert api.load(out / "checkpoint").model.name == "autoregressive"
+    assert_valid_candles(pd.read_csv(out / "synthetic.csv"))
+
+
 def test_run_refuses_to_replace_a_run_and_a_failed_overwrite_keeps_it(sp500_run, capsys):
     before = (sp500_run / "metrics.json").read_bytes()
     code, _, err = run(capsys, "run", "--sample", "sp500", "--model", "garch", "--out", sp500_run)
