@@ -12,7 +12,7 @@ Library code takes plain keyword arguments; config files are read by the CLI.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,7 @@ def train(model: str = "dcgan", bars: pd.DataFrame | None = None, *, csv=None, s
     the majority of the per-bar labels in ``label_column`` (a column of ``bars`` or of the ``csv`` file).
     """
     from marketsynth.representation import chronological_split, make_representation, windows_from_bars
+    from marketsynth.timeframes import bars_per_day, position_in_day
     from marketsynth.training import distributed_session, resolve_device, train_loop
 
     cls = get_model_class(model)
@@ -126,6 +127,8 @@ def train(model: str = "dcgan", bars: pd.DataFrame | None = None, *, csv=None, s
                                   f"drop --representation or use --representation {needed}")
             scaling = "minmax" if representation == "minmax-ohlcv" else cls.scaling
             rep = make_representation(representation, scaling=scaling).fit(bars)
+            if "season" in {f.name for f in fields(cls.Config)} and "season" not in config:
+                config["season"] = bars_per_day(bars["time"], interval)  # learn the daily cycle of intraday bars
             net = cls({**config, "n_features": rep.n_features}, device=torch_device, seed=seed)
         data_meta: dict[str, Any] = {}
         if bar_features:  # the model computes, splits and standardises its own inputs (models/glow.py)
@@ -140,11 +143,13 @@ def train(model: str = "dcgan", bars: pd.DataFrame | None = None, *, csv=None, s
             net, conditions, regime_meta = _regime_labels(net, bars, cut.start_index[: len(windows)], label_column,
                                                           csv)
             data_meta.update(regime_meta)
+        elif getattr(net.config, "season", 0):  # each window's first bar's position in the day
+            conditions = position_in_day(bars["time"].to_numpy()[cut.start_index[: len(windows)]], net.config.season)
         rep_name = rep.name if rep is not None else "bar-features"
         meta = {**source, "representation": rep_name, "windows": len(windows), **data_meta}
         settings = {"representation": rep_name, "val_fraction": val_fraction, "epochs": epochs}
         if cls.iterative:
-            run = train_loop if conditions is None else type(net).fit  # cgan's fit balances the regimes first
+            run = type(net).fit if cls.conditional else train_loop  # cgan's fit balances the regimes first
             history = run(net, windows, conditions, epochs=epochs, out_dir=out, checkpoint_every=checkpoint_every,
                           resume=resume, seed=seed, val_windows=val, progress=progress, on_epoch=on_epoch,
                           representation=rep, meta=meta, training_settings=settings)

@@ -49,7 +49,7 @@ class DataSettings(Section):
 
 class ModelSettings(Section):
     name: str = "autoregressive"
-    representation: Literal["log-returns", "minmax-ohlcv"] = "log-returns"
+    representation: Literal["log-returns", "log-returns-level", "minmax-ohlcv"] = "log-returns"
     seq_len: int = Field(24, ge=4)
     latent_dim: int = Field(100, gt=0)
     options: dict = Field(default_factory=dict, description="model-specific settings, e.g. n_critic for wgan-gp")

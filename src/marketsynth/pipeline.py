@@ -310,7 +310,7 @@ def _epochs_for_budget(cls, config: dict, bars: pd.DataFrame, adjacent: str | No
     began = time.perf_counter()
     rep = make_representation("log-returns", scaling=cls.scaling).fit(bars)
     probe = cls({**config, "n_features": rep.n_features}, device=resolve_device(device), seed=seed)
-    windows = probe.training_windows(windows_from_bars(bars, rep, probe.config.seq_len, timeframe=adjacent).features)
+    windows = probe.training_windows(windows_from_bars(bars, rep, probe.config.seq_len, timeframe=adjacent).features)[0]
     batch_size = probe.config.batch_size
     batch = torch.as_tensor(windows[:batch_size], dtype=torch.float32, device=probe.device)
     nominal = max(cap if cap < 100_000 else 100, _PROBE_POINTS)

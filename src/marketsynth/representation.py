@@ -154,9 +154,7 @@ class LogReturnRepresentation(Representation):
 
     def _features(self, ohlcv: np.ndarray, prev_close: float | None) -> np.ndarray:
         o, h, low, c, v = ohlcv.T
-        prev = np.empty_like(c)
-        prev[1:] = c[:-1]
-        prev[0] = o[0] if prev_close is None else _positive(prev_close, "prev_close", DataError)
+        prev = _previous_closes(ohlcv, prev_close)
         return np.column_stack(
             [
                 np.log(o / prev),
@@ -185,6 +183,26 @@ class LogReturnRepresentation(Representation):
         h = np.maximum(o, c) * np.exp(np.maximum(upper, 0.0))
         low = np.minimum(o, c) * np.exp(-np.maximum(lower, 0.0))
         return np.stack([o, h, low, c, np.expm1(np.maximum(volume, 0.0))], axis=-1)
+
+
+class LogReturnLevelRepresentation(LogReturnRepresentation):
+    """The log-return features plus ``level`` = log(previous close), so a model also learns the price level and
+    how the other features go with it (volume often falls as a stock's price rises). Not scale-free: meant for
+    comparisons on absolute, min-max scaled prices (the TimeGAN paper's protocol). Decoding starts each window at
+    the level the model generated for it (``exp(level)`` of its first bar) unless ``start_price`` is given; the
+    later bars' levels are not used (the returns carry the path)."""
+
+    name = "log-returns-level"
+    feature_names = (*LogReturnRepresentation.feature_names, "level")
+
+    def _features(self, ohlcv: np.ndarray, prev_close: float | None) -> np.ndarray:
+        level = np.log(_previous_closes(ohlcv, prev_close))
+        return np.column_stack([super()._features(ohlcv, prev_close), level])
+
+    def _decode_raw(self, features: np.ndarray, start_price) -> np.ndarray:
+        if start_price is None:
+            start_price = np.exp(features[:, 0, -1])
+        return super()._decode_raw(features[..., :-1], start_price)
 
 
 class MinMaxOHLCV(Representation):
@@ -218,6 +236,7 @@ class MinMaxOHLCV(Representation):
 
 REPRESENTATIONS: dict[str, type[Representation]] = {
     "log-returns": LogReturnRepresentation,
+    "log-returns-level": LogReturnLevelRepresentation,
     "minmax-ohlcv": MinMaxOHLCV,
 }
 
@@ -316,8 +335,9 @@ def windows_from_bars(
     return Windows(np.ascontiguousarray(view[starts]), close[starts - 1], starts)
 
 
-def segments_from_windows(windows: np.ndarray) -> list[np.ndarray]:
-    """The gap-free runs of bars ``[T_k, F]`` under overlapping windows ``[N, L, F]``, no bar repeated.
+def segments_from_windows(windows: np.ndarray, *, return_starts: bool = False):
+    """The gap-free runs of bars ``[T_k, F]`` under overlapping windows ``[N, L, F]``, no bar repeated (and,
+    with ``return_starts``, the index of the window each run starts with).
 
     The stride is detected from the first pair of windows; wherever a window continues the previous one
     (identical overlap) only its new last rows are added, and a window that does not (a time gap, shuffled input,
@@ -325,21 +345,23 @@ def segments_from_windows(windows: np.ndarray) -> list[np.ndarray]:
     """
     n, length = windows.shape[:2]
     if n == 1 or length == 1:
-        return [windows.reshape(-1, windows.shape[2])]
+        segments, firsts = [windows.reshape(-1, windows.shape[2])], [0]
+        return (segments, firsts) if return_starts else segments
     stride = next((k for k in range(1, length) if np.array_equal(windows[1, : length - k], windows[0, k:])), length)
     if stride < length:
         continues = (windows[1:, : length - stride] == windows[:-1, stride:]).all(axis=(1, 2))
     else:
         continues = np.zeros(n - 1, dtype=bool)
-    segments, current = [], [windows[0]]
+    segments, current, firsts = [], [windows[0]], [0]
     for i in range(n - 1):
         if continues[i]:
             current.append(windows[i + 1, length - stride :])
         else:
             segments.append(np.concatenate(current))
             current = [windows[i + 1]]
+            firsts.append(i + 1)
     segments.append(np.concatenate(current))
-    return segments
+    return (segments, firsts) if return_starts else segments
 
 
 def series_from_windows(windows: np.ndarray) -> np.ndarray:
@@ -434,6 +456,15 @@ def valid_ohlcv(bars: pd.DataFrame) -> np.ndarray:
             f"max(open, close) <= high, volume >= 0); first at {where}; clean the data before encoding"
         )
     return ohlcv
+
+
+def _previous_closes(ohlcv: np.ndarray, prev_close: float | None) -> np.ndarray:
+    """The close before each row; before the first, ``prev_close`` or (unknown) the first open."""
+    close = ohlcv[:, 3]
+    prev = np.empty_like(close)
+    prev[1:] = close[:-1]
+    prev[0] = ohlcv[0, 0] if prev_close is None else _positive(prev_close, "prev_close", DataError)
+    return prev
 
 
 def _positive(value, what: str, error: type[Exception]) -> np.ndarray:

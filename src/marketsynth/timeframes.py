@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from marketsynth.errors import ConfigError
@@ -110,3 +111,26 @@ def to_ms(value) -> int:
 
 def from_ms(ms: int) -> pd.Timestamp:
     return pd.Timestamp(int(ms), unit="ms", tz="UTC")
+
+
+def bars_per_day(times, timeframe: str | Timeframe | None = None) -> int:
+    """How many bars make a UTC day for intraday bars that divide it (24 for 1h, 96 for 15m); 0 otherwise.
+    The bar length is ``timeframe``, or the most common step between ``times``."""
+    if timeframe is not None:
+        step = parse_timeframe(timeframe).delta
+    else:
+        index = pd.DatetimeIndex(times)
+        if len(index) < 2:
+            return 0
+        step = pd.Series(index[1:] - index[:-1]).mode()[0]
+    seconds = int(step.total_seconds())
+    return 86_400 // seconds if 0 < seconds < 86_400 and 86_400 % seconds == 0 else 0
+
+
+def position_in_day(times, per_day: int) -> np.ndarray:
+    """Each time's bar index since its UTC midnight, for ``per_day`` bars a day."""
+    index = pd.DatetimeIndex(times)
+    index = index.tz_convert("UTC") if index.tz is not None else index
+    since_midnight = (index - index.normalize()).total_seconds().to_numpy()
+    return (since_midnight // (86_400 // per_day)).astype(np.int64)
+

@@ -121,7 +121,8 @@ def train_loop(model: GenerativeModel, windows, conditions=None, *, epochs: int,
     if epochs < 1 or checkpoint_every < 1:
         raise ModelError(f"epochs and checkpoint_every must be at least 1, got {epochs} and {checkpoint_every}")
     windows = windows.features if hasattr(windows, "features") else windows
-    data = _as_windows(model.training_windows(windows), model, "training windows", model.window_length)
+    windows, conditions = model.training_windows(windows, conditions)
+    data = _as_windows(windows, model, "training windows", model.window_length)
     cond = None if conditions is None else torch.as_tensor(np.asarray(conditions), dtype=torch.float32)
     if cond is not None and len(cond) != len(data):
         raise ModelError(f"{len(cond)} conditions for {len(data)} windows; pass one per window")

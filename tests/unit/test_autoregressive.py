@@ -76,11 +76,32 @@ def test_training_sequences_follow_the_gap_free_segments():
     assert [len(s) for s in segments] == [120, 70]
     np.testing.assert_array_equal(series_from_windows(windows), np.concatenate([series[:120], series[130:]]))
     model = AutoregressiveModel({**SMALL, "n_features": 3, "train_len": 100})
-    sequences = model.training_windows(windows)
+    sequences, phases = model.training_windows(windows)
     assert model.window_length == 60  # little data: half the longest segment
     assert sequences.shape == (120 - 60 + 1 + 70 - 60 + 1, 60, 3)  # no sequence crosses the gap
-    model = AutoregressiveModel({**SMALL, "n_features": 3, "train_len": 30})
-    assert model.training_windows(windows).shape == (120 - 30 + 1 + 70 - 30 + 1, 30, 3)
+    model = AutoregressiveModel({**SMALL, "n_features": 3, "train_len": 30, "season": 24})
+    window_phases = np.concatenate([np.arange(109), 130 + np.arange(59)]) % 24  # first bar of each window
+    sequences, phases = model.training_windows(windows, window_phases)
+    assert sequences.shape == (120 - 30 + 1 + 70 - 30 + 1, 30, 3)
+    np.testing.assert_array_equal(phases, np.concatenate([np.arange(91), 130 + np.arange(41)]) % 24)
+
+
+def test_learns_the_daily_cycle_from_the_bar_times():
+    """A feature whose mean follows the hour of the day: sampled at a given hour, it has that hour's mean."""
+    rng = np.random.default_rng(5)
+    hours = np.arange(3000) % 24
+    level = np.where((hours >= 12) & (hours < 18), 2.0, -0.5)
+    series = np.column_stack([level + 0.3 * rng.standard_normal(3000), rng.standard_normal(3000)]).astype(np.float32)
+    model = AutoregressiveModel({**SMALL, "n_features": 2, "season": 24}, seed=0)
+    windows = create_sequences(series, 12)
+    model.fit(windows, hours[: len(windows)], epochs=5, progress=False)
+    at = np.arange(24)
+    samples = model.sample(24 * 40, np.repeat(at, 40), seed=1, length=24)  # path k starts at hour k // 40
+    hour_of = (np.repeat(at, 40)[:, None] + np.arange(24)) % 24
+    busy = (hour_of >= 12) & (hour_of < 18)
+    assert samples[..., 0][busy].mean() > 1.5 and samples[..., 0][~busy].mean() < 0
+    free = model.sample(500, seed=2, length=24)[..., 0]  # start hours drawn uniformly: the busy share is 1/4
+    assert 0.15 < (free > 0.75).mean() < 0.35
 
 
 def test_bad_settings_and_input_are_model_errors():
@@ -91,7 +112,9 @@ def test_bad_settings_and_input_are_model_errors():
     model = AutoregressiveModel({**SMALL, "n_features": 3})
     with pytest.raises(ModelError, match=r"\[N, 12, 3\]"):
         model.training_windows(np.zeros((4, 10, 3)))
-    with pytest.raises(ModelError, match="unconditional"):
+    with pytest.raises(ModelError, match="no daily cycle"):
         model.sample(2, conditions=np.zeros(2))
+    with pytest.raises(ModelError, match="season"):
+        AutoregressiveModel({"season": -1})
     with pytest.raises(ModelError, match="temperature"):
         model.sample(2, temperature=0)

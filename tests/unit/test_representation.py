@@ -29,7 +29,8 @@ from marketsynth.representation import (
 )
 
 REAL_CSV = Path(__file__).resolve().parents[3] / "shared" / "data" / "BTCUSDT_1h.csv"
-KINDS = [("log-returns", "standard"), ("log-returns", "minmax"), ("minmax-ohlcv", "minmax")]
+KINDS = [("log-returns", "standard"), ("log-returns", "minmax"), ("log-returns-level", "standard"),
+         ("minmax-ohlcv", "minmax")]
 HYP = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -103,7 +104,7 @@ def test_real_series_round_trips_exactly(name, scaling):
     rep = fitted(name, scaling)
     decoded = rep.decode(rep.encode(bars), start_price=bars["open"].iloc[0])
     assert decoded.shape == (1, len(bars), 5)
-    assert_round_trip(decoded[0], bars, scale_free=name == "log-returns")
+    assert_round_trip(decoded[0], bars, scale_free=name.startswith("log-returns"))
 
 
 @HYP
@@ -124,7 +125,7 @@ def test_real_slices_round_trip_from_their_previous_close(data, kind):
 def test_random_valid_candles_round_trip(bars, kind):
     rep = make_representation(kind[0], scaling=kind[1]).fit(bars)
     decoded = rep.decode(rep.encode(bars), start_price=bars["open"].iloc[0])[0]
-    assert_round_trip(decoded, bars, scale_free=kind[0] == "log-returns")
+    assert_round_trip(decoded, bars, scale_free=kind[0].startswith("log-returns"))
 
 
 # --- decoding arbitrary model output
@@ -136,21 +137,24 @@ reasonable = st.one_of(st.floats(-20, 20), st.sampled_from([0.0, 5e-324, -1e-300
 @given(st.data(), st.sampled_from(KINDS))
 def test_any_reasonable_output_decodes_to_valid_candles(data, kind):
     n, length = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 32))
-    values = data.draw(st.lists(reasonable, min_size=n * length * 5, max_size=n * length * 5))
+    rep = fitted(*kind)
+    size = n * length * rep.n_features
+    values = data.draw(st.lists(reasonable, min_size=size, max_size=size))
     start = data.draw(st.floats(1e-4, 1e7))
-    candles = fitted(*kind).decode(np.reshape(values, (n, length, 5)), start_price=start)
+    candles = rep.decode(np.reshape(values, (n, length, rep.n_features)), start_price=start)
     assert candles.shape == (n, length, 5)
     assert_valid(candles)
 
 
 @HYP
 @given(
-    st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=40, max_size=40),
+    st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=48, max_size=48),
     st.sampled_from(KINDS),
 )
 def test_any_finite_output_gives_valid_candles_or_a_model_error(values, kind):
+    rep = fitted(*kind)
     try:
-        candles = fitted(*kind).decode(np.reshape(values, (8, 5)), start_price=100.0)
+        candles = rep.decode(np.reshape(values[: 8 * rep.n_features], (8, rep.n_features)), start_price=100.0)
     except ModelError as exc:
         assert "float64" in str(exc)
     else:
@@ -190,6 +194,19 @@ def test_decode_shapes_anchors_and_frames():
         unanchored.decode(zeros)
     with pytest.raises(ModelError, match="not fitted"):
         LogReturnRepresentation().decode(zeros, 5.0)
+
+
+def test_level_representation_starts_windows_at_the_generated_level():
+    bars = real_bars().iloc[:200].reset_index(drop=True)
+    rep = make_representation("log-returns-level").fit(bars)
+    features = rep.encode(bars)
+    assert rep.feature_names[-1] == "level"
+    np.testing.assert_allclose(rep.inverse_transform(features)[1:, -1], np.log(bars["close"].to_numpy()[:-1]))
+    windows = np.stack([features[10:34], features[100:124]])
+    decoded = rep.decode(windows)  # no start price: each window starts at its own level
+    np.testing.assert_allclose(decoded[:, :, 3], [bars["close"][10:34], bars["close"][100:124]], rtol=1e-9)
+    shifted = rep.decode(windows, start_price=1.0)  # an explicit start price overrides the level
+    np.testing.assert_allclose(shifted[0, :, 3] / shifted[0, 0, 3], decoded[0, :, 3] / decoded[0, 0, 3], rtol=1e-9)
 
 
 def test_minmax_ohlcv_repairs_inconsistent_output():
@@ -270,7 +287,7 @@ def test_to_dict_round_trips_through_json(name, scaling):
     assert type(back) is type(rep) and back.scaling == scaling and back.last_close == rep.last_close
     bars = real_bars().iloc[:300]
     assert np.array_equal(back.encode(bars), rep.encode(bars))
-    assert back.feature_names == rep.feature_names and back.n_features == 5
+    assert back.feature_names == rep.feature_names and back.n_features == len(rep.feature_names) >= 5
     unfitted = representation_from_dict(json.loads(json.dumps(make_representation(name).to_dict())))
     assert not unfitted.fitted and type(unfitted) is type(rep)
 

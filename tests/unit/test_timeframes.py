@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -33,3 +34,17 @@ def test_weeks_open_on_monday_and_months_on_the_first():
 def test_naive_times_are_utc():
     assert to_ms("2021-01-01") == 1609459200000
     assert to_ms(pd.Timestamp("2021-01-01 02:00", tz="Europe/Berlin")) == 1609462800000
+
+
+def test_bars_per_day_and_position_in_day():
+    from marketsynth.timeframes import bars_per_day, position_in_day
+
+    hourly = pd.date_range("2024-03-01 05:00", periods=50, freq="1h", tz="UTC")
+    assert bars_per_day(hourly) == 24 and bars_per_day(hourly, "15m") == 96
+    assert bars_per_day(pd.date_range("2024-03-01", periods=10, freq="1D", tz="UTC")) == 0  # no intraday cycle
+    assert bars_per_day(pd.date_range("2024-03-01", periods=10, freq="7min", tz="UTC")) == 0  # does not divide a day
+    assert bars_per_day(hourly[:1]) == 0
+    np.testing.assert_array_equal(position_in_day(hourly, 24)[:3], [5, 6, 7])
+    assert position_in_day(hourly, 24)[19] == 0  # midnight UTC
+    quarter = pd.to_datetime(["2024-03-01 01:45+00:00", "2024-03-01 03:15+02:00"], utc=True)  # 01:45, 01:15 UTC
+    np.testing.assert_array_equal(position_in_day(quarter, 96), [7, 5])

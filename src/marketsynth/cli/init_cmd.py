@@ -25,7 +25,7 @@ data:
 
 model:
   name: autoregressive     # autoregressive | dcgan | wgan-gp | timegan | garch | cgan | glow
-  representation: log-returns  # log-returns (scale-free, exactly invertible) | minmax-ohlcv (the seed's scaling)
+  representation: log-returns  # log-returns (scale-free) | log-returns-level (+ price level) | minmax-ohlcv
   seq_len: 24              # bars per training window
   latent_dim: 100
   options: {{}}             # model-specific settings, e.g. {{n_critic: 5}} for wgan-gp

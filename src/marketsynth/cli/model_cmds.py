@@ -51,7 +51,7 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the checkpoint in --out exactly."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing checkpoint in --out."),
     representation: str = typer.Option(None, "--representation",
-                                       help="log-returns | minmax-ohlcv (default: log-returns)."),
+                                       help="log-returns | log-returns-level | minmax-ohlcv (default: log-returns)."),
     val_fraction: float = typer.Option(0.0, "--val-fraction", min=0.0, max=0.9,
                                        help="Hold out the last fraction of windows; logs val_w1 per epoch."),
     label_column: str = typer.Option(None, "--label-column",

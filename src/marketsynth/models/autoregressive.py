@@ -68,6 +68,7 @@ class AutoregressiveConfig(ModelConfig):
     clip_margin: float = 0.25  # samples stay within the training range widened by this share of its spread
     grad_clip: float = 1.0
     atom_share: float = 0.005  # a value repeated exactly in this share of bars is modelled as an atom
+    season: int = 0  # bars per day for intraday bars (set by ``api.train`` from the bar times); 0: no daily cycle
 
 
 class _FeatureHead(nn.Module):
@@ -87,7 +88,9 @@ class _FeatureHead(nn.Module):
 class MixtureGRU(nn.Module):
     def __init__(self, cfg: AutoregressiveConfig):
         super().__init__()
-        self.gru = nn.GRU(cfg.n_features, cfg.hidden_size, num_layers=cfg.num_layers, batch_first=True)
+        self.season = cfg.season
+        inputs = cfg.n_features + (2 if cfg.season else 0)  # the previous bar, and where this bar is in the day
+        self.gru = nn.GRU(inputs, cfg.hidden_size, num_layers=cfg.num_layers, batch_first=True)
         self.heads = nn.ModuleList(
             _FeatureHead(cfg.hidden_size + j, cfg.head_size, cfg.mixtures) for j in range(cfg.n_features)
         )
@@ -98,11 +101,28 @@ class MixtureGRU(nn.Module):
         self.register_buffer("atom", torch.zeros(cfg.n_features))
         self.register_buffer("has_atom", torch.zeros(cfg.n_features, dtype=torch.bool))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean negative log-likelihood (nats per feature per bar) of windows ``[b, T, F]`` under teacher forcing:
-        an atom's value scores -log P(atom), any other value -log P(no atom) - log(mixture density)."""
+    def clock(self, phase: torch.Tensor) -> torch.Tensor:
+        """``[..., 2]`` sine and cosine of each bar's position in the day (``phase`` in bars since midnight);
+        nothing (``[..., 0]``) without a daily cycle."""
+        if not self.season:
+            return phase.new_zeros((*phase.shape, 0), dtype=torch.float32)
+        angle = 2 * torch.pi * phase.float() / self.season
+        return torch.stack([torch.sin(angle), torch.cos(angle)], dim=-1)
+
+    def forward(self, x: torch.Tensor, start_phase: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean negative log-likelihoods (nats per feature per bar) of windows ``[b, T, F]``: each bar given the
+        bars before it (teacher forcing), and every bar under the empty state, which starts every sampled path
+        (trained on all bars, the empty state's distribution is the data's marginal, so paths start where the
+        data is, not only where training sequences happened to start). An atom's value scores -log P(atom), any
+        other value -log P(no atom) - log(mixture density). ``start_phase`` ``[b]``: the first bar's position in
+        the day."""
         shifted = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)  # bar t sees bars < t; bar 0 sees zeros
-        state, _ = self.gru(shifted)
+        phase = start_phase[:, None] + torch.arange(x.shape[1], device=x.device)
+        state, _ = self.gru(torch.cat([shifted, self.clock(phase)], dim=-1))
+        empty = state[:, :1].expand_as(state)  # the state before any bar: the same for every sequence
+        return self._nll(state, x), self._nll(empty, x)
+
+    def _nll(self, state: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         total = x.new_zeros(())
         for j, head in enumerate(self.heads):
             logits, mean, log_scale, atom_logit = head(torch.cat([state, x[..., :j]], dim=-1))
@@ -117,7 +137,8 @@ class MixtureGRU(nn.Module):
         return total / len(self.heads)
 
     @torch.no_grad()
-    def draw(self, n: int, steps: int, noise: tuple[torch.Tensor, ...], temperature: float) -> torch.Tensor:
+    def draw(self, n: int, steps: int, noise: tuple[torch.Tensor, ...], temperature: float,
+             start_phase: torch.Tensor) -> torch.Tensor:
         """``n`` paths of ``steps`` bars; ``noise`` = (uniform for the atom, uniform for the component, standard
         normal), each ``[steps, n, F]``, drawn by the caller so a seed fixes the result on any device."""
         atom_draw, component_draw, normal = noise
@@ -125,7 +146,7 @@ class MixtureGRU(nn.Module):
         prev = torch.zeros(n, 1, features, device=self.low.device)
         state, out = None, []
         for t in range(steps):
-            hidden, state = self.gru(prev, state)
+            hidden, state = self.gru(torch.cat([prev, self.clock(start_phase[:, None] + t)], dim=-1), state)
             hidden = hidden[:, 0]
             bar = hidden.new_zeros(n, features)
             for j, head in enumerate(self.heads):
@@ -172,20 +193,27 @@ class AutoregressiveModel(GenerativeModel):
     def window_length(self) -> int:
         return self.sequence_length or self.config.train_len
 
-    def training_windows(self, windows: np.ndarray) -> np.ndarray:
-        """Sequences (stride 1) of ``train_len`` bars from the gap-free segments under the ``seq_len`` windows;
-        with little data, of half the longest segment (at least ``seq_len``) so there are several. Shorter
-        segments are left out. Also sets the sampling bounds and the atoms from those bars."""
+    def training_windows(self, windows: np.ndarray, conditions: np.ndarray | None = None):
+        """``(sequences, start phases)``: sequences (stride 1) of ``train_len`` bars from the gap-free segments
+        under the ``seq_len`` windows (with little data, of half the longest segment, at least ``seq_len``, so
+        there are several; shorter segments are left out), and each one's first bar's position in the day from
+        ``conditions`` (the windows' first bars' positions; zeros when not given). Also sets the sampling bounds
+        and the atoms from those bars."""
         cfg = self.config
         windows = np.asarray(windows, dtype=np.float32)
         if windows.ndim != 3 or windows.shape[1:] != (cfg.seq_len, cfg.n_features) or len(windows) == 0:
             raise ModelError(f"training windows must be [N, {cfg.seq_len}, {cfg.n_features}] for this "
                              f"{self.name}, got {windows.shape}")
-        segments = segments_from_windows(windows)
+        phases = np.zeros(len(windows), dtype=np.int64) if conditions is None else np.asarray(conditions, np.int64)
+        if phases.shape != (len(windows),):
+            raise ModelError(f"{phases.size} daily positions for {len(windows)} windows; pass one per window")
+        segments, firsts = segments_from_windows(windows, return_starts=True)
         longest = max(len(s) for s in segments)
         self.sequence_length = min(cfg.train_len, max(cfg.seq_len, longest // 2))
-        segments = [s for s in segments if len(s) >= self.sequence_length]
+        kept = [(s, phases[i]) for s, i in zip(segments, firsts, strict=True) if len(s) >= self.sequence_length]
+        segments = [s for s, _ in kept]
         sequences = np.concatenate([create_sequences(s, self.sequence_length) for s in segments])
+        starts = np.concatenate([p + np.arange(len(s) - self.sequence_length + 1) for s, p in kept])
         bars = np.concatenate(segments)
         low, high = bars.min(axis=0), bars.max(axis=0)
         margin = self.config.clip_margin * (high - low)
@@ -195,47 +223,60 @@ class AutoregressiveModel(GenerativeModel):
             self.network.high.copy_(torch.as_tensor(high + margin))
             self.network.atom.copy_(torch.as_tensor([value for value, _ in atoms]))
             self.network.has_atom.copy_(torch.as_tensor([share >= cfg.atom_share for _, share in atoms]))
-        return sequences
+        return sequences, (starts % cfg.season if cfg.season else np.zeros_like(starts))
 
     def train_step(self, batch: torch.Tensor, conditions: torch.Tensor | None, *, epoch: int,
                    total_epochs: int) -> dict[str, float]:
-        _no_conditions(conditions)
-        nll = self.net("network")(batch.to(self.device, torch.float32))
+        batch = batch.to(self.device, torch.float32)
+        phase = torch.zeros(len(batch), dtype=torch.long) if conditions is None else conditions.long()
+        nll, start_nll = self.net("network")(batch, phase.to(self.device))
         self.optimizer.zero_grad(set_to_none=True)
-        nll.backward()
+        (nll + start_nll).backward()
         torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.config.grad_clip)
         self.optimizer.step()
-        return {"nll": nll.item()}
+        return {"nll": nll.item(), "start_nll": start_nll.item()}
 
     @torch.no_grad()
     def validation_losses(self, val: torch.Tensor) -> dict[str, float]:
         """Held-out ``val_nll`` (nats per feature per bar, each window from an empty state)."""
         self.network.eval()
-        return {"val_nll": round(float(self.network(val.to(self.device, torch.float32))), 6)}
+        phase = torch.zeros(len(val), dtype=torch.long, device=self.device)  # validation windows carry no times
+        return {"val_nll": round(float(self.network(val.to(self.device, torch.float32), phase)[0]), 6)}
 
     # ---- generation ----------------------------------------------------------------------------------------
     def sample(self, n: int, conditions: np.ndarray | None = None, *, seed: int = 0, length: int | None = None,
                temperature: float = 1.0) -> np.ndarray:
-        """``n`` independent paths ``[n, length, F]``, each after ``warmup`` discarded bars."""
-        _no_conditions(conditions)
+        """``n`` independent paths ``[n, length, F]``, each after ``warmup`` discarded bars. With a daily cycle,
+        ``conditions`` are the first kept bars' positions in the day (bars since midnight), drawn uniformly
+        when not given."""
         cfg = self.config
+        if conditions is not None and not cfg.season:
+            raise ModelError("this autoregressive model has no daily cycle; drop the conditions")
         length = cfg.seq_len if length is None else int(length)
         if n < 1 or length < 1:
             raise ModelError(f"n and length must be at least 1, got n={n}, length={length}")
         if not temperature > 0:
             raise ModelError(f"temperature must be positive, got {temperature}")
         generator, steps = self.noise_generator(seed), cfg.warmup + length
+        if conditions is None:
+            start = torch.randint(0, max(cfg.season, 1), (n,), generator=generator)
+        else:
+            start = torch.as_tensor(np.asarray(conditions), dtype=torch.long).reshape(-1)
+            if start.shape != (n,):
+                raise ModelError(f"{start.numel()} daily positions for {n} paths; pass one per path")
+        start = start - cfg.warmup  # the warm-up bars come before the first kept bar
         was_training = self.network.training
         self.network.eval()
         out = []
         try:
-            for start in range(0, n, _SAMPLE_PATHS):
-                size = min(_SAMPLE_PATHS, n - start)
+            for start_index in range(0, n, _SAMPLE_PATHS):
+                size = min(_SAMPLE_PATHS, n - start_index)
                 shape = (steps, size, cfg.n_features)
                 noise = (torch.rand(shape, generator=generator).to(self.device),
                          torch.rand(shape, generator=generator).to(self.device),
                          torch.randn(shape, generator=generator).to(self.device))
-                out.append(self.network.draw(size, steps, noise, temperature)[:, cfg.warmup :].cpu())
+                phase = start[start_index : start_index + size].to(self.device)
+                out.append(self.network.draw(size, steps, noise, temperature, phase)[:, cfg.warmup :].cpu())
         finally:
             self.network.train(was_training)
         return torch.cat(out).numpy().astype(np.float32)
@@ -254,12 +295,9 @@ def _check_config(cfg: AutoregressiveConfig) -> None:
     bad = [key for key in positive if not (isinstance(getattr(cfg, key), int) and getattr(cfg, key) >= 1)]
     if bad:
         raise ModelError(f"autoregressive settings {', '.join(bad)} must be positive integers")
+    if not (isinstance(cfg.season, int) and cfg.season >= 0):
+        raise ModelError(f"autoregressive season must be an integer >= 0 (bars per day), got {cfg.season}")
     if not (isinstance(cfg.warmup, int) and cfg.warmup >= 0):
         raise ModelError(f"autoregressive warmup must be an integer >= 0, got {cfg.warmup}")
     if cfg.clip_margin < 0 or cfg.grad_clip <= 0:
         raise ModelError("autoregressive clip_margin must be >= 0 and grad_clip > 0")
-
-
-def _no_conditions(conditions) -> None:
-    if conditions is not None:
-        raise ModelError("autoregressive is unconditional; drop the conditions (use cgan for regimes)")

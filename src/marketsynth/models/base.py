@@ -104,10 +104,11 @@ class GenerativeModel(ABC):
         sequences)."""
         return self.config.seq_len
 
-    def training_windows(self, windows: np.ndarray) -> np.ndarray:
-        """The arrays the training loop batches, made from the ``[N, seq_len, F]`` windows it was given
-        (identity by default; the autoregressive model trains on longer sequences of the same bars)."""
-        return windows
+    def training_windows(self, windows: np.ndarray, conditions: np.ndarray | None = None):
+        """``(arrays, conditions)`` the training loop batches, made from the ``[N, seq_len, F]`` windows and the
+        per-window conditions it was given (identity by default; the autoregressive model trains on longer
+        sequences of the same bars, with the position in the daily cycle of each)."""
+        return windows, conditions
 
     def modules(self) -> dict[str, torch.nn.Module]:
         """The networks, by name (weights are saved under ``<name>.<param>``)."""
