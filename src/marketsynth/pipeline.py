@@ -20,7 +20,7 @@ garch         1    one maximum-likelihood fit                                   
 dcgan        20    ~13 s                                                                 ~4.5 min
 wgan-gp       8    ~40 s (5 critic steps per generator step)                             ~5.5 min
 timegan      30    7 embedding (~2 s), 7 supervised (~1 s), 16 joint epochs (~22 s)      ~6.5 min
-autoregr.    12    ~12 s (7,000 sequences of 96 bars, maximum likelihood)                ~2.5 min
+autoregr.    10    ~20 s (7,000 sequences of 96 bars, maximum likelihood)                ~3.5 min
 =========  ======  ====================================================================  ===========
 
 With a time budget (``budget_seconds``) the epochs are planned instead: a few training steps at evenly spaced
@@ -45,7 +45,7 @@ from marketsynth.checkpoint import Checkpoint, is_checkpoint, load_checkpoint
 from marketsynth.compute import torch_threads
 from marketsynth.errors import ConfigError, DataError, ExchangeError, ModelError, TransientExchangeError
 
-DEFAULT_EPOCHS = {"garch": 1, "dcgan": 20, "wgan-gp": 8, "timegan": 30, "autoregressive": 12}
+DEFAULT_EPOCHS = {"garch": 1, "dcgan": 20, "wgan-gp": 8, "timegan": 30, "autoregressive": 10}
 CANDLE_MODELS = ("dcgan", "wgan-gp", "timegan", "garch", "autoregressive")  # glow models bar features, not candles
 DEFAULT_MODEL = "autoregressive"  # the best in BENCHMARKS.md (quality) and among the fastest to train
 TRAIN_FRACTION = 0.8

@@ -50,6 +50,7 @@ from marketsynth.models.base import GenerativeModel, ModelConfig
 from marketsynth.representation import create_sequences, segments_from_windows
 
 _SAMPLE_PATHS = 8192  # paths per chunk when sampling (bounds the noise drawn at once)
+_START_EVERY = 8  # the empty state's loss is scored on every 8th bar of each training sequence
 _LOG_SQRT_2PI = 0.5 * float(np.log(2 * np.pi))
 
 
@@ -126,8 +127,10 @@ class MixtureGRU(nn.Module):
         shifted = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)  # bar t sees bars < t; bar 0 sees zeros
         phase = start_phase[:, None] + torch.arange(x.shape[1], device=x.device)
         state, _ = self.gru(torch.cat([shifted, self.clock(phase)], dim=-1))
-        empty = state[:, :1].expand_as(state)  # the state before any bar: the same for every sequence
-        return self._nll(state, x), self._nll(empty, x)
+        # the state before any bar is the same for every sequence; every 8th bar of the batch is an unbiased
+        # sample of the marginal and costs an eighth of scoring them all
+        marginal = x[:, ::_START_EVERY]
+        return self._nll(state, x), self._nll(state[:, :1].expand(-1, marginal.shape[1], -1), marginal)
 
     def _nll(self, state: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         total = x.new_zeros(())
