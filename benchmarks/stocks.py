@@ -1,6 +1,6 @@
 """The TimeGAN paper's Stocks benchmark: discriminative and predictive scores on GOOG daily candles (BENCHMARKS.md).
 
-    python benchmarks/stocks.py [--csv ../shared/data/stock_data.csv] [--repeats 3] [--epochs 14] [--seed 0]
+    python benchmarks/stocks.py [--csv ../shared/data/stock_data.csv] [--repeats 3] [--epochs 12] [--seed 0]
                                 [--out runs/bench-stocks]
 
 Protocol (``evaluate(..., protocol="timegan")``, the paper's exactly): the rows reversed as the paper's loader
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--csv", default=str(here.parent / "shared" / "data" / "stock_data.csv"))
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=14)
+    parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/bench-stocks")
     args = parser.parse_args(argv)
