@@ -24,8 +24,9 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
+from marketsynth.data.bars import time_breaks, valid_candles
 from marketsynth.errors import ConfigError, DataError, ModelError
-from marketsynth.timeframes import Timeframe, parse_timeframe
+from marketsynth.timeframes import Timeframe
 
 OHLCV = ("open", "high", "low", "close", "volume")
 SCALINGS = ("standard", "minmax")
@@ -372,11 +373,7 @@ def series_from_windows(windows: np.ndarray) -> np.ndarray:
 def _breaks(times: pd.DatetimeIndex, timeframe: str | Timeframe | None = None) -> np.ndarray:
     """``[T - 1]``: whether the step into each bar is longer than one bar (``timeframe``; the most common step
     when None)."""
-    if len(times) < 2:
-        return np.zeros(0, dtype=bool)
-    steps = times[1:] - times[:-1]
-    step = parse_timeframe(timeframe).delta if timeframe is not None else pd.Series(steps).mode()[0]
-    return np.asarray(times[1:] > times[:-1] + step)
+    return time_breaks(times, timeframe)
 
 
 def _follows_previous_bar(bars: pd.DataFrame) -> np.ndarray:
@@ -444,10 +441,7 @@ def valid_ohlcv(bars: pd.DataFrame) -> np.ndarray:
         ohlcv = bars.loc[:, list(OHLCV)].to_numpy(dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise DataError(f"bars have non-numeric prices or volumes ({exc})") from exc
-    o, h, low, c, v = ohlcv.T
-    with np.errstate(invalid="ignore"):
-        ok = np.isfinite(ohlcv).all(axis=1) & (low > 0) & (low <= np.minimum(o, c)) & (h >= np.maximum(o, c))
-        ok &= v >= 0
+    ok = valid_candles(ohlcv)
     if not ok.all():
         bad = np.flatnonzero(~ok)
         where = f"time {bars['time'].iloc[bad[0]]}" if "time" in bars.columns else f"row {bad[0]}"

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from marketsynth.errors import DataError
+from marketsynth.timeframes import parse_timeframe
 
 BAR_COLUMNS = ["time", "open", "high", "low", "close", "volume"]
 PRICE_COLUMNS = ["open", "high", "low", "close"]
@@ -66,3 +67,39 @@ def bars_from_rows(rows: list[list], *, source: str = "exchange") -> pd.DataFram
         }
     )
     return as_bars(frame, source=source)
+
+
+# ---- the one candle-validity rule and the one gap rule ------------------------------------------------------
+def valid_candles(ohlcv) -> np.ndarray:
+    """``[...]`` bool per candle of an array ``[..., 5]`` (open, high, low, close, volume): finite,
+    ``0 < low <= min(open, close)``, ``max(open, close) <= high`` and ``volume >= 0``."""
+    array = np.asarray(ohlcv, dtype=np.float64)
+    o, h, low, c, v = (array[..., k] for k in range(5))
+    with np.errstate(invalid="ignore"):
+        return (np.isfinite(array).all(axis=-1) & (low > 0) & (low <= np.minimum(o, c))
+                & (h >= np.maximum(o, c)) & (v >= 0))
+
+
+def time_breaks(times, step=None) -> np.ndarray:
+    """``[T - 1]`` bool: whether the step into each bar is longer than one bar. ``step`` is the bar length (a
+    Timedelta, or a timeframe such as ``"1h"``); the most common step between the times when None. A week for
+    trading-day samples makes weekends closures, not gaps."""
+    times = pd.DatetimeIndex(times)
+    if len(times) < 2:
+        return np.zeros(0, dtype=bool)
+    steps = times[1:] - times[:-1]
+    if step is None:
+        step = pd.Series(steps).mode()[0]
+    elif not isinstance(step, pd.Timedelta):
+        step = parse_timeframe(step).delta
+    return np.asarray(times[1:] > times[:-1] + step)
+
+
+def gap_free_runs(times, step=None) -> list[slice]:
+    """Row ranges of consecutive bars (no gap inside by ``time_breaks``), in order; together they cover every row."""
+    n = len(times)
+    if n == 0:
+        return []
+    cuts = np.flatnonzero(time_breaks(times, step)) + 1
+    edges = [0, *cuts.tolist(), n]
+    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]

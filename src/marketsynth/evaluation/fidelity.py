@@ -11,6 +11,7 @@ import math
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
+from marketsynth.data.bars import valid_candles
 from marketsynth.evaluation.stylized import acf, excess_kurtosis
 
 
@@ -76,12 +77,8 @@ def expected_coverage(n_real: int, n_synthetic: int, k: int = 5) -> float:
 
 
 def candle_validity(candles) -> np.ndarray:
-    """Per candle: finite, high >= max(open, close), min(open, close) >= low > 0 and volume >= 0."""
-    candles = np.asarray(candles, dtype=np.float64)
-    o, h, low, c, v = np.moveaxis(candles, -1, 0)
-    with np.errstate(invalid="ignore"):
-        ok = (h >= np.maximum(o, c)) & (np.minimum(o, c) >= low) & (low > 0) & (v >= 0)
-    return ok & np.isfinite(candles).all(axis=-1)
+    """Per candle: the data layer's one validity rule (``data.bars.valid_candles``)."""
+    return valid_candles(candles)
 
 
 def candle_validity_rate(candles) -> float:
