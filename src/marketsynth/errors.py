@@ -32,6 +32,17 @@ class TransientExchangeError(ExchangeError):
         self.retry_after = retry_after
 
 
+class ExchangeUnreachableError(ExchangeError):
+    """The exchange could not be reached at all (DNS, refused connection, timeouts on every attempt).
+
+    ``detail`` says what failed; ``hint`` what to do about it (the caller may replace it with a better one).
+    """
+
+    def __init__(self, detail: str, hint: str):
+        super().__init__(f"{detail}; {hint}")
+        self.detail, self.hint = detail, hint
+
+
 class StoreError(MarketSynthError):
     """The store cannot be opened, read or written."""
 

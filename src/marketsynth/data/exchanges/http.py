@@ -22,7 +22,7 @@ from typing import TypeVar
 import httpx
 import tenacity
 
-from marketsynth.errors import ExchangeError, TransientExchangeError
+from marketsynth.errors import ExchangeError, ExchangeUnreachableError, TransientExchangeError
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,7 @@ class RetryPolicy:
         self.max_backoff = max_backoff
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self.on_retry: Callable[[str], None] | None = None  # told each retry in one line (progress rows)
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based): equal jitter, capped."""
@@ -157,7 +158,7 @@ class RetryPolicy:
             last = failure.last_attempt.exception()
             attempts = failure.last_attempt.attempt_number
             if isinstance(last, UnreachableError):
-                raise ExchangeError(f"{last}; {UNREACHABLE_HINT}") from last
+                raise ExchangeUnreachableError(str(last), UNREACHABLE_HINT) from last
             raise ExchangeError(f"{what} failed after {attempts} attempts; last error: {last}") from last
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
@@ -167,6 +168,9 @@ class RetryPolicy:
     def _log_retry(self, state: tenacity.RetryCallState, what: str) -> None:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
+        if self.on_retry is not None:
+            self.on_retry(f"retry {state.attempt_number + 1} of {self.max_attempts}: {exc}")
+            return
         log.warning(
             "%s: %s; retrying in %.1f s (attempt %d of %d)",
             what,
