@@ -160,16 +160,18 @@ def load_market_data(*, csv: str | Path | None = None, sample: str | None = None
                      start=None, end=None, stages: Stages | None = None) -> MarketData:
     """Candles from a file, an offline sample (``marketsynth.samples``) or the store (no network)."""
     from marketsynth import api
+    from marketsynth.data.samples import get_sample, load_sample
     from marketsynth.data.validate import drop_unusable
-    from marketsynth.samples import get_sample, load_sample
 
     stages = stages or Stages()
     if sum(x is not None for x in (csv, sample, symbol)) != 1:
         raise ConfigError("say where the candles come from: --csv FILE, --sample NAME or --symbol S --interval I")
     stages.start("load", 1, str(csv or sample or symbol))
     if sample is not None:
-        bars, source = load_sample(sample)
-        bars = drop_unusable(bars, source=f"sample {sample}")
+        bars = drop_unusable(load_sample(sample), source=f"sample {sample}")
+        s = get_sample(sample)
+        source = {"source": "sample", "sample": s.name, "description": s.description, "interval": s.interval,
+                  "adjacent_within": s.adjacent_within}
         data = MarketData(bars, {**source, **span(bars)}, get_sample(sample).adjacent_within)
     else:
         bars, source = api.load_bars(csv=csv, symbol=symbol, interval=interval, exchange=exchange, store=store,

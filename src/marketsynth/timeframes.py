@@ -84,6 +84,12 @@ _BY_SPELLING.update({"1D": _BY_SPELLING["1d"], "1W": _BY_SPELLING["1w"], "60m": 
 TIMEFRAMES: tuple[Timeframe, ...] = tuple(_TABLE)
 
 
+def timeframe_for_step(step: pd.Timedelta) -> Timeframe | None:
+    """The fixed-length timeframe whose bar lasts exactly ``step``, or None."""
+    seconds = pd.Timedelta(step).total_seconds()
+    return next((tf for tf in _TABLE if tf.seconds == seconds), None)
+
+
 def parse_timeframe(value: str | Timeframe) -> Timeframe:
     """Accept any spelling (``60``, ``1h``, ``D``, ``1d``...) and return the canonical timeframe."""
     if isinstance(value, Timeframe):

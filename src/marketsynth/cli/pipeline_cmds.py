@@ -80,7 +80,7 @@ def _loader(*, csv, sample, exchange, symbol, interval, days, start, end, store,
         if used:
             raise ConfigError(f"--{'csv' if csv is not None else 'sample'} does not take {', '.join(used)}")
         if sample is not None:
-            from marketsynth.samples import get_sample
+            from marketsynth.data.samples import get_sample
 
             get_sample(sample)  # an unknown name fails before anything else happens
         return lambda stages: pipeline.load_market_data(csv=csv, sample=sample, stages=stages)

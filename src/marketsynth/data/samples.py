@@ -6,7 +6,7 @@ day with Open, High, Low, Close and Volume; the time is the day at 00:00 UTC.
 
 Trading days skip weekends and holidays, so consecutive bars are 1 to 4 calendar days apart (7 around the
 2001 closure). ``Sample.adjacent_within`` says how far apart two bars may be and still count as neighbours
-when windows are cut (``representation.windows_from_bars``' ``timeframe``): market closures are not missing
+when windows are cut (``MarketData.adjacent``): market closures are not missing
 data, and with the 1-day rule no window of 24 trading days would exist at all.
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 import difflib
 import importlib
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 
@@ -53,8 +52,8 @@ def get_sample(name: str) -> Sample:
     return sample
 
 
-def load_sample(name: str) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The sample's bars frame (``time, open, high, low, close, volume``) and a description of its source."""
+def load_sample(name: str) -> pd.DataFrame:
+    """The sample's bars frame (``time, open, high, low, close, volume``); read it through ``data.load``."""
     sample = get_sample(name)
     try:
         raw = importlib.import_module(sample.module).load()
@@ -66,7 +65,4 @@ def load_sample(name: str) -> tuple[pd.DataFrame, dict[str, Any]]:
         **{column.lower(): raw[column].to_numpy(dtype="float64") for column in ("Open", "High", "Low", "Close")},
         "volume": raw["Volume"].to_numpy(dtype="float64"),
     })
-    bars = as_bars(frame, source=f"sample {sample.name}")
-    source = {"source": "sample", "sample": sample.name, "description": sample.description,
-              "interval": sample.interval, "adjacent_within": sample.adjacent_within}
-    return bars, source
+    return as_bars(frame, source=f"sample {sample.name}")
