@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -173,3 +174,21 @@ def _sql_path(path: Path) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def replace_directory(new: Path, old: Path) -> None:
+    """Put folder ``new`` where ``old`` is (or is not yet): ``old`` is renamed aside, ``new`` renamed in, the old
+    one removed. If the second rename fails the old folder is put back. Readers see the old folder or the new one."""
+    new, old = Path(new), Path(old)
+    backup = old.with_name(f".{old.name}.old")
+    shutil.rmtree(backup, ignore_errors=True)
+    moved = old.exists()
+    if moved:
+        os.rename(old, backup)
+    try:
+        os.rename(new, old)
+    except BaseException:
+        if moved:
+            os.rename(backup, old)
+        raise
+    shutil.rmtree(backup, ignore_errors=True)
