@@ -26,7 +26,6 @@ model (for the first seed); the columns summarise ``evaluate``'s records, lower 
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import time
@@ -38,8 +37,10 @@ import numpy as np
 
 from marketsynth import pipeline
 from marketsynth.compute import torch_threads
+from marketsynth.data.load import DataSource, MarketData, load, source_to_dict
 from marketsynth.errors import ConfigError
-from marketsynth.runs import commit_out, discard_out, prepare_out, write_run
+from marketsynth.progress import Progress, or_silent
+from marketsynth.rundir import run_directory
 
 REFERENCE_ROW = "real (training period)"
 COLUMNS = (  # key, heading, format
@@ -109,27 +110,30 @@ class Comparison:
 
     def write(self, folder: Path) -> dict[str, Path]:
         """``comparison.md``, ``comparison.json`` and ``comparison.html`` in ``folder``."""
+        from marketsynth import reports
         from marketsynth.data.io import atomic_path
-        from marketsynth.evaluation.report import ReportSection, write_report
 
         paths = {"md": folder / "comparison.md", "json": folder / "comparison.json"}
         for kind, text in (("md", self.to_markdown()), ("json", json.dumps(self.to_dict(), indent=2) + "\n")):
             with atomic_path(paths[kind]) as tmp:
                 tmp.write_text(text, encoding="utf-8")
-        definitions = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in _DEFINITIONS.items())
-        sections = [ReportSection("Comparison", self._html_table(), images=[("comparison.png", self._figure())]),
-                    ReportSection("Definitions", f"<ul>{definitions}</ul>")]
-        summary = {"data": self.meta["data"], "trained on": self.meta["train"], "evaluated on": self.meta["test"],
-                   "budget": _budget(self.meta["budget_seconds"]), "seeds": str(self.meta["seeds"])}
-        paths["html"] = write_report(folder / "comparison.html", title=f"marketsynth compare: {self.meta['data']}",
-                                     sections=sections, summary=summary)
+        summary = [["data", self.meta["data"]], ["trained on", self.meta["train"]],
+                   ["evaluated on", self.meta["test"]], ["budget", _budget(self.meta["budget_seconds"])],
+                   ["seeds", str(self.meta["seeds"])]]
+        definitions = reports.Bullets([[reports.Strong(key), f": {text}"] for key, text in _DEFINITIONS.items()])
+        page = reports.Page(f"marketsynth compare: {self.meta['data']}", [
+            reports.Section("Summary", [reports.Table(summary)]),
+            reports.Section("Comparison", [self._html_table(), reports.Figure(self._figure(), "comparison.png")]),
+            reports.Section("Definitions", [definitions])])
+        paths["html"] = reports.write_page(folder / "comparison.html", page)
         return paths
 
-    def _html_table(self) -> str:
-        from marketsynth.evaluation.report import html_table
+    def _html_table(self):
+        """The comparison table as a page block (one row per model, the columns of ``COLUMNS``)."""
+        from marketsynth.reports import Table
 
         rows = [[_cell(row.get(key), fmt) for key, _, fmt in COLUMNS] for row in self.rows]
-        return html_table(rows, [heading for _, heading, _ in COLUMNS], css_class="metrics")
+        return Table(rows, [heading for _, heading, _ in COLUMNS], style="wide")
 
     def _figure(self) -> bytes:
         import matplotlib
@@ -137,7 +141,7 @@ class Comparison:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from marketsynth.evaluation.report import figure_png
+        from marketsynth.reports import figure_png
 
         keys = [("discriminative", "discriminative ↓"), ("fidelity", "distribution fidelity ↓"),
                 ("coherence", "temporal coherence ↓"), ("tstr_ratio", "TSTR ratio ↑")]
@@ -168,13 +172,13 @@ _DEFINITIONS = {
 }
 
 
-def compare(data: pipeline.MarketData, models: list[str], *, work: Path, budget_seconds: float | None, seed: int = 0,
+def compare(data: MarketData, models: list[str], *, work: Path, budget_seconds: float | None, seed: int = 0,
             seeds: int = 1, seq_len: int = 24, repeats: int = 1, epochs: int | None = None,
-            split: str = "chronological", discriminators=None, stages: pipeline.Stages | None = None) -> Comparison:
+            split: str = "chronological", discriminators=None, stages: Progress | None = None) -> Comparison:
     """Train, sample and evaluate every model for every seed under the same budget (None: the default epochs,
     ``pipeline.DEFAULT_EPOCHS``, or ``epochs``) on the same split; the checkpoints go to
     ``work/models/<model>-seed<N>/`` with their ``synthetic.csv`` and ``metrics.json``."""
-    stages = stages or pipeline.Stages()
+    stages = or_silent(stages)
     names = check_models(models)
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
@@ -215,7 +219,8 @@ def compare(data: pipeline.MarketData, models: list[str], *, work: Path, budget_
         rows.append({**mine[0], "stability": float(np.std(scores)) if len(scores) > 1 else None})
     first = next(iter(reference.values()))
     rows.append({"model": REFERENCE_ROW, "discriminative": first, "discriminators": reference})
-    meta = {"data": data.label, "source": data.source, "split": split, "train": described["train_text"],
+    meta = {"data": data.label, "source": {**source_to_dict(data.source), **data.description}, "split": split,
+            "train": described["train_text"],
             "test": described["test_text"], "test_windows": len(test_w), "samples": n,
             "budget_seconds": budget_seconds, "seed": seed, "seeds": seeds, "seq_len": seq_len, "repeats": repeats,
             "reference": reference}
@@ -236,36 +241,25 @@ def check_models(models: list[str]) -> list[str]:
     return names
 
 
-def run_compare(*, models: list[str], out: str | Path, load, budget_seconds: float, seed: int = 0, seeds: int = 1,
-                seq_len: int = 24, repeats: int = 1, epochs: int | None = None, split: str = "chronological",
-                overwrite: bool = False, threads: int | None = 1,
-                stages: pipeline.Stages | None = None) -> tuple[Comparison, dict[str, Path]]:
-    """``compare`` into a run directory ``out`` (refuses to replace an earlier one without ``overwrite``, and
-    keeps it intact when the new one fails); returns the comparison and the paths of its three files.
-    ``threads``: torch intra-op threads (``marketsynth.compute``)."""
-    stages, out = stages or pipeline.Stages(), Path(out)
+def run_compare(*, models: list[str], out: str | Path, source: DataSource, budget_seconds: float | None,
+                seed: int = 0, seeds: int = 1, seq_len: int = 24, repeats: int = 1, epochs: int | None = None,
+                split: str = "chronological", overwrite: bool = False, threads: int | None = 1,
+                stages: Progress | None = None) -> tuple[Comparison, dict[str, Path]]:
+    """``compare`` into a run directory ``out`` (``marketsynth.rundir``: refuses to replace an earlier one without
+    ``overwrite`` and keeps it intact when the new one fails); returns the comparison and the paths of its three
+    files. ``threads``: torch intra-op threads (``marketsynth.compute``)."""
+    stages, out = or_silent(stages), Path(out)
     check_models(models)
-    work, _ = prepare_out(out, kind="compare", overwrite=overwrite)
-    try:
-        with torch_threads(threads):
-            data = load(stages)
-            settings = {"models": models, "budget_seconds": budget_seconds, "seed": seed, "seeds": seeds,
-                        "seq_len": seq_len, "repeats": repeats, "epochs": epochs, "split": split}
-            write_run(work, {"kind": "compare", "status": "running", "settings": settings,
-                                    "source": data.source})
-            comparison = compare(data, models, work=work, budget_seconds=budget_seconds, seed=seed, seeds=seeds,
-                                 seq_len=seq_len, repeats=repeats, epochs=epochs, split=split, stages=stages)
-            stages.start("report", 1, "comparison.md, .json, .html")
-            comparison.write(work)
-            stages.finish("report", "comparison.md, .json, .html")
-            write_run(work, {"kind": "compare", "status": "complete", "settings": settings,
-                                    "source": data.source})
-    except BaseException as exc:
-        if work == out:
-            write_run(work, {"kind": "compare", "status": "failed", "error": str(exc).split("\n")[0]})
-        discard_out(work, out)
-        raise
-    commit_out(work, out)
+    with run_directory(out, kind="compare", overwrite=overwrite) as run, torch_threads(threads):
+        data = load(source, progress=stages)
+        run.write(settings={"models": models, "budget_seconds": budget_seconds, "seed": seed, "seeds": seeds,
+                            "seq_len": seq_len, "repeats": repeats, "epochs": epochs, "split": split},
+                  source=source_to_dict(data.source), data=data.description)
+        comparison = compare(data, models, work=run.work, budget_seconds=budget_seconds, seed=seed, seeds=seeds,
+                             seq_len=seq_len, repeats=repeats, epochs=epochs, split=split, stages=stages)
+        stages.start("report", 1, "comparison.md, .json, .html")
+        comparison.write(run.work)
+        stages.finish("report", "comparison.md, .json, .html")
     return comparison, {k: out / f"comparison.{k}" for k in ("md", "json", "html")}
 
 

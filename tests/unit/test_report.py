@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
+import html
 import json
 import re
 
@@ -20,7 +21,8 @@ import pytest  # noqa: E402
 from marketsynth.errors import ConfigError, DataError, ModelError  # noqa: E402
 from marketsynth.evaluation import PROTOCOLS, evaluate  # noqa: E402
 from marketsynth.evaluation.records import EvaluationResult, MetricRecord  # noqa: E402
-from marketsynth.evaluation.report import ReportSection, figure_png, format_values, write_report  # noqa: E402
+from marketsynth.evaluation.report import format_values, write_report  # noqa: E402
+from marketsynth.reports import Figure, Paragraph, Section, Strong, Table, figure_png  # noqa: E402
 from tests.unit.evaluation_helpers import random_walk_candles  # noqa: E402
 
 TINY = dataclasses.replace(PROTOCOLS["default"], discriminative_iterations=10, predictive_iterations=10)
@@ -68,9 +70,9 @@ def test_full_report_is_one_self_contained_file_with_every_section(tmp_path):
     for external in ('src="http', "src='http", "<link", "<script", "@import", "url("):
         assert external not in text
     for title in SECTIONS:
-        assert f"<h2>{title}</h2>" in text.replace("&#x27;", "'"), title
+        assert f"<h2>{title}</h2>" in html.unescape(text), title
     for record in result().records:
-        assert record.name in text.replace("&#x27;", "'")
+        assert record.name in html.unescape(text)
     images = embedded_images(text)
     files = sorted((tmp_path / "report_files").iterdir())
     assert {f.name for f in files} == {"sample_paths.png", "returns.png", "dependence.png", "embedding.png",
@@ -90,22 +92,22 @@ def test_everything_from_data_or_users_is_escaped(tmp_path):
                         summary={"<i>key</i>": "value & <b>bold</b>"})
     text = path.read_text(encoding="utf-8")
     assert "<script" not in text and "<img src=x>" not in text and "<b>bold</b>" not in text
-    assert "&lt;script&gt;alert(&#x27;title&#x27;)&lt;/script&gt;" in text
+    assert "&lt;script&gt;alert(&#39;title&#39;)&lt;/script&gt;" in text
     assert "mean &lt;b&gt;return&lt;/b&gt;" in text and "note &lt;img src=x&gt;" in text
     assert "&lt;i&gt;key&lt;/i&gt;" in text and "value &amp; &lt;b&gt;bold&lt;/b&gt;" in text
 
 
-def test_a_report_of_sections_only_keeps_their_trusted_html_and_names_files_safely(tmp_path):
+def test_a_report_of_sections_only_renders_their_blocks_and_names_files_safely(tmp_path):
     fig = plt.figure()
     fig.add_subplot().plot([1, 2, 3])
     png = figure_png(fig)
     assert png.startswith(PNG_MAGIC) and not plt.get_fignums()  # rendered and closed
-    sections = [ReportSection("Risk <VaR>", "<p class='x'>trusted <b>fragment</b></p>",
-                              [("var plot.png", png), ("var plot.png", png)]),
-                ReportSection("Stress", "<table><tr><td>1</td></tr></table>", [("../../escape.png", png)])]
+    sections = [Section("Risk <VaR>", [Paragraph(["some ", Strong("bold <b>"), " text"]),
+                                       Figure(png, "var plot.png"), Figure(png, "var plot.png")]),
+                Section("Stress", [Table([["1"]]), Figure(png, "../../escape.png")])]
     path = write_report(tmp_path / "risk.html", title="Risk only", sections=sections)
     text = path.read_text(encoding="utf-8")
-    assert "<p class='x'>trusted <b>fragment</b></p>" in text and "<h2>Risk &lt;VaR&gt;</h2>" in text
+    assert "<p>some <b>bold &lt;b&gt;</b> text</p>" in text and "<h2>Risk &lt;VaR&gt;</h2>" in text
     assert "Metrics" not in text and "Notes" not in text
     assert sorted(p.name for p in (tmp_path / "risk_files").iterdir()) == ["escape.png", "var_plot-2.png",
                                                                            "var_plot.png"]
@@ -137,8 +139,8 @@ def test_one_pass_models_show_fit_statistics_and_bad_model_dirs_fail(tmp_path):
 
 def test_rewriting_replaces_old_images_and_refuses_a_foreign_folder(tmp_path):
     png = figure_png(plt.figure())
-    write_report(tmp_path / "r.html", title="one", sections=[ReportSection("A", "", [("old.png", png)])])
-    write_report(tmp_path / "r.html", title="two", sections=[ReportSection("B", "", [("new.png", png)])])
+    write_report(tmp_path / "r.html", title="one", sections=[Section("A", [Figure(png, "old.png")])])
+    write_report(tmp_path / "r.html", title="two", sections=[Section("B", [Figure(png, "new.png")])])
     assert [p.name for p in (tmp_path / "r_files").iterdir()] == ["new.png"]
     (tmp_path / "r_files" / "mine.txt").write_text("keep me")
     with pytest.raises(DataError, match="holds other files"):

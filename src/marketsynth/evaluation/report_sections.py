@@ -1,6 +1,6 @@
 """The report's analysis sections: the data behind each figure (PCA, t-SNE, training history) and its text.
 
-Each builder returns a ``report.ReportSection``. Plots use ``EvaluationResult.curves`` when there is a result
+Each builder returns a ``reports.Section`` of page blocks. Plots use ``EvaluationResult.curves`` when there is a result
 (the same numbers the metrics saw) and fall back to computing from the candle windows for a report without one.
 """
 
@@ -17,8 +17,9 @@ from marketsynth.errors import DataError, ModelError
 from marketsynth.evaluation import plots
 from marketsynth.evaluation.inputs import FeatureScaler, check_windows, subsample, window_features, window_returns
 from marketsynth.evaluation.records import EvaluationResult
-from marketsynth.evaluation.report import ReportSection, figure_png, html_table, number
+from marketsynth.evaluation.report import number
 from marketsynth.evaluation.stylized import stylized_profile
+from marketsynth.reports import Figure, Paragraph, Section, Table, figure_png
 
 PCA_WINDOWS = 1000  # per set: enough to see the shape of the cloud, quick to draw
 TSNE_WINDOWS = 500  # per set: t-SNE on 1,000 points takes a few seconds on one core
@@ -26,7 +27,7 @@ NOT_PLOTTED = ("epoch", "seconds", "phase")
 
 
 def analysis_sections(result: EvaluationResult | None, real_windows, synthetic_windows,
-                      notes: list[str]) -> list[ReportSection]:
+                      notes: list[str]) -> list[Section]:
     """Sample paths, return distribution, dependence, embeddings and memorization, as far as the inputs allow."""
     real = None if real_windows is None else check_windows(real_windows, "real windows")
     synthetic = None if synthetic_windows is None else check_windows(synthetic_windows, "synthetic windows")
@@ -61,24 +62,25 @@ def analysis_sections(result: EvaluationResult | None, real_windows, synthetic_w
     return out
 
 
-def sample_paths_section(real: np.ndarray, synthetic: np.ndarray, seed: int) -> ReportSection:
-    text = ("<p>Candlesticks of a few real and synthetic windows: each bar's body spans open to close (green "
+def sample_paths_section(real: np.ndarray, synthetic: np.ndarray, seed: int) -> Section:
+    text = ("Candlesticks of a few real and synthetic windows: each bar's body spans open to close (green "
             "when the price rose, red when it fell) and the thin wick spans low to high; volume below. Prices "
             "are rebased to 100 at the first open of each window, and all panels share one price scale, so a "
-            "synthetic window that moves more or less than real ones stands out.</p>")
-    return ReportSection("Sample paths", text, [("sample_paths.png", figure_png(
-        plots.candlestick_grid(real, synthetic, seed=seed)))])
+            "synthetic window that moves more or less than real ones stands out.")
+    figure = figure_png(plots.candlestick_grid(real, synthetic, seed=seed))
+    return Section("Sample paths", [Paragraph(text), Figure(figure, "sample_paths.png")])
 
 
-def distribution_section(real_returns, synthetic_returns) -> ReportSection:
+def distribution_section(real_returns, synthetic_returns) -> Section:
     real, synthetic = np.ravel(real_returns), np.ravel(synthetic_returns)
-    text = ("<p>Per-bar close-to-close log returns (in %, roughly the percentage move). Left: the bulk of the "
+    text = ("Per-bar close-to-close log returns (in %, roughly the percentage move). Left: the bulk of the "
             "moves; middle: every move on a log scale, where the rare large moves (the tails) become visible; "
             "right: quantiles of synthetic against real returns, which lie on the grey line when the two "
             "distributions are the same. Real crypto returns have fat tails: the outer points of a good generator "
-            f"follow the line.</p>{html_table(_moments(real, synthetic), ['', 'real', 'synthetic'])}")
-    return ReportSection("Return distribution", text, [("returns.png", figure_png(
-        plots.return_distribution(real, synthetic)))])
+            "follow the line.")
+    return Section("Return distribution", [Paragraph(text), Table(_moments(real, synthetic), ["", "real", "synthetic"]),
+                                           Figure(figure_png(plots.return_distribution(real, synthetic)),
+                                                  "returns.png")])
 
 
 def _moments(real: np.ndarray, synthetic: np.ndarray) -> list[list[str]]:
@@ -94,18 +96,18 @@ def _moments(real: np.ndarray, synthetic: np.ndarray) -> list[list[str]]:
             row("largest rise", np.max, pct)]
 
 
-def dependence_section(profiles: dict, n_real_returns: int) -> ReportSection:
-    text = ("<p>How a move relates to the moves after it, inside each window (lag = bars later). Real markets "
+def dependence_section(profiles: dict, n_real_returns: int) -> Section:
+    text = ("How a move relates to the moves after it, inside each window (lag = bars later). Real markets "
             "show almost no linear autocorrelation (left: direction is hard to predict), strong volatility "
             "clustering (middle: large moves follow large moves, so the autocorrelation of the move sizes is "
             "positive and decays slowly) and often a leverage effect (right: falls are followed by higher "
             "volatility). Synthetic curves should follow the real ones; the grey band shows where pure noise "
-            "would land.</p>")
-    return ReportSection("Autocorrelation and volatility clustering", text, [("dependence.png", figure_png(
-        plots.dependence(profiles["real"], profiles["synthetic"], n_real_returns)))])
+            "would land.")
+    figure = figure_png(plots.dependence(profiles["real"], profiles["synthetic"], n_real_returns))
+    return Section("Autocorrelation and volatility clustering", [Paragraph(text), Figure(figure, "dependence.png")])
 
 
-def embedding_section(real: np.ndarray, synthetic: np.ndarray, seed: int) -> ReportSection:
+def embedding_section(real: np.ndarray, synthetic: np.ndarray, seed: int) -> Section:
     """PCA (fitted on real windows) and t-SNE of flattened window features, real data's scaling."""
     from sklearn.decomposition import PCA
 
@@ -124,13 +126,13 @@ def embedding_section(real: np.ndarray, synthetic: np.ndarray, seed: int) -> Rep
         both = _tsne(np.concatenate([real_t, synthetic_t]), seed)
         real_xy["t-SNE"], synthetic_xy["t-SNE"] = both[: len(real_t)], both[len(real_t):]
         captions["t-SNE"] = f"t-SNE of {len(real_t)} real and {len(synthetic_t)} synthetic windows"
-    text = ("<p>Every dot is one window, described by all its bars' scale-free features (return, gap, wicks, "
+    text = ("Every dot is one window, described by all its bars' scale-free features (return, gap, wicks, "
             "volume), squeezed into two dimensions. Synthetic dots (orange) should spread over the same area as "
             "real ones (blue): orange dots bunched in one spot mean the generator repeats a few patterns (mode "
             "collapse); orange dots far from every blue one are windows unlike anything real. t-SNE keeps "
-            "neighbourhoods but not distances, so judge overlap there, not cluster sizes.</p>")
-    return ReportSection("Windows side by side: PCA and t-SNE", text, [("embedding.png", figure_png(
-        plots.embedding(real_xy, synthetic_xy, captions)))])
+            "neighbourhoods but not distances, so judge overlap there, not cluster sizes.")
+    figure = figure_png(plots.embedding(real_xy, synthetic_xy, captions))
+    return Section("Windows side by side: PCA and t-SNE", [Paragraph(text), Figure(figure, "embedding.png")])
 
 
 def _flat(windows: np.ndarray) -> np.ndarray:
@@ -152,18 +154,19 @@ def _tsne(x: np.ndarray, seed: int) -> np.ndarray:
         return TSNE(2, perplexity=perplexity, init="pca", random_state=seed, max_iter=500).fit_transform(x)
 
 
-def memorization_section(memo: dict) -> ReportSection:
-    text = ("<p>For each synthetic window and for real windows the model never saw, the distance to the nearest "
+def memorization_section(memo: dict) -> Section:
+    text = ("For each synthetic window and for real windows the model never saw, the distance to the nearest "
             "window of the training data. A generator that learned the market puts its windows as close to the "
             "training data as new real windows are; one that copies puts many of them left of the dashed line "
-            "(closer than 95% of new real windows ever get).</p>")
+            "(closer than 95% of new real windows ever get).")
     figure = plots.memorization(np.asarray(memo["synthetic"]), np.asarray(memo["heldout"]), float(memo["threshold"]),
                                 bool(memo.get("relative", True)))
-    return ReportSection("Privacy: does the generator copy?", text, [("memorization.png", figure_png(figure))])
+    return Section("Privacy: does the generator copy?", [Paragraph(text),
+                                                         Figure(figure_png(figure), "memorization.png")])
 
 
 # ---- training ------------------------------------------------------------------------------------------------
-def training_section(model_dir: Path, notes: list[str]) -> ReportSection:
+def training_section(model_dir: Path, notes: list[str]) -> Section:
     """The model's settings and data (``config.json``, ``meta.json``) and its loss curves (``history.csv``)."""
     if not model_dir.is_dir():
         raise ModelError(f"model directory {model_dir} not found; pass the checkpoint folder written by "
@@ -172,33 +175,36 @@ def training_section(model_dir: Path, notes: list[str]) -> ReportSection:
     history_path = model_dir / "history.csv"
     if config is None and not history_path.is_file():
         raise ModelError(f"{model_dir} is not a marketsynth checkpoint (no config.json or history.csv)")
-    parts = [html_table(_model_rows(config or {}, meta or {}))]
-    images = []
+    blocks: list = [Table(_model_rows(config or {}, meta or {}))]
     history = _history(history_path)
     if history is None:
         notes.append(f"no training curves: {history_path} is missing or has no rows")
     elif "epoch" not in history.columns:  # fitted in one pass (GARCH): a table of fit statistics
-        parts.append("<p>Fitted in one pass (no epochs); fit statistics:</p>")
-        parts.append(html_table([[k, _cell(v)] for k, v in history.iloc[-1].items()], ["statistic", "value"]))
+        blocks.append(Paragraph("Fitted in one pass (no epochs); fit statistics:"))
+        blocks.append(Table([[k, _cell(v)] for k, v in history.iloc[-1].items()], ["statistic", "value"]))
     else:
         epochs = history["epoch"].to_numpy(dtype=float)
         series = {c: pd.to_numeric(history[c], errors="coerce").to_numpy(dtype=float) for c in history.columns
                   if c not in NOT_PLOTTED}
         series = {k: v for k, v in series.items() if np.isfinite(v).any()}
         phases = _phases(history, epochs)
+        figure = None
         if series:
-            images.append(("training_curves.png", figure_png(plots.training_curves(epochs, series, phases))))
+            figure = Figure(figure_png(plots.training_curves(epochs, series, phases)), "training_curves.png")
             last = [[k, number(float(v[np.isfinite(v)][-1]))] for k, v in series.items()]
-            parts.append("<p>Values logged at the end of every epoch (mean over the epoch's batches). GAN losses "
-                         "need not fall steadily: a generator and a critic that balance each other give flat, "
-                         "noisy curves; a loss that shoots off or collapses to 0 is the warning sign."
-                         + (" Shaded bands are TimeGAN's training phases: the autoencoder first (embedding), then "
-                            "the supervisor (supervised), then everything together (joint)." if phases else "")
-                         + "</p>" + html_table(last, ["logged value", "last epoch"]))
+            blocks.append(Paragraph(
+                "Values logged at the end of every epoch (mean over the epoch's batches). GAN losses need not fall "
+                "steadily: a generator and a critic that balance each other give flat, noisy curves; a loss that "
+                "shoots off or collapses to 0 is the warning sign."
+                + (" Shaded bands are TimeGAN's training phases: the autoencoder first (embedding), then the "
+                   "supervisor (supervised), then everything together (joint)." if phases else "")))
+            blocks.append(Table(last, ["logged value", "last epoch"]))
         if "seconds" in history.columns:
             total = pd.to_numeric(history["seconds"], errors="coerce").sum()
-            parts.append(f"<p>Training time: {total:,.0f} s over {len(history)} epochs.</p>")
-    return ReportSection("Training", "\n".join(parts), images)
+            blocks.append(Paragraph(f"Training time: {total:,.0f} s over {len(history)} epochs."))
+        if figure is not None:
+            blocks.append(figure)  # figures come after the section's text, as in every section
+    return Section("Training", blocks)
 
 
 def _json(path: Path):

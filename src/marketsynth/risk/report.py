@@ -1,19 +1,19 @@
-"""The scenarios' HTML section: risk, distribution and stress tables, the fan chart and the loss histogram.
+"""The scenarios report: risk, distribution and stress tables, the fan chart and the loss histogram.
 
-The page itself is written by ``marketsynth.evaluation.report.write_report`` (one report style for the whole
-project; it embeds the section's PNGs after its HTML and writes them beside the page); this module only builds
-the section and its two figures. Figures are drawn on a bare
-``matplotlib.figure.Figure`` (no pyplot state, no GUI backend), so it is safe in servers and tests.
+The page is written with the project's one page layout (``marketsynth.reports``: typed blocks, jinja2 templates,
+autoescape on; the PNGs are embedded and written beside the page); this module builds the section's blocks and its
+two figures. Figures are drawn on a bare ``matplotlib.figure.Figure`` (no pyplot state, no GUI backend), so it is
+safe in servers and tests.
 """
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from marketsynth import reports
 from marketsynth.risk.measures import LEVELS, PERCENTILES
 from marketsynth.risk.scenarios import RiskSummary, ScenarioAnalysis
 
@@ -67,30 +67,30 @@ def loss_histogram(analysis: ScenarioAnalysis) -> Figure:
     return fig
 
 
-def section_html(analysis: ScenarioAnalysis) -> str:
-    """The section body: how to read it, the three tables and the notes (the page adds the figures after it)."""
-    base, real = analysis.base, analysis.real
-    first = base.tail(LEVELS[0])
-    rows = risk_rows(analysis)
+def section_blocks(analysis: ScenarioAnalysis) -> list:
+    """The section body: how to read it, the three tables and the notes (the figures are added after it)."""
+    first = analysis.base.tail(LEVELS[0])
     s = analysis.settings
-    parts = [
-        f"<p>{s['num']} scenarios of {s['horizon']} bars from <code>{_e(analysis.model['path'])}</code> "
-        f"({_e(analysis.model['name'])}, {_e(analysis.model['simulation'])}), temperature {s['temperature']:g}"
-        f"{', regime ' + _e(s['regime']) if s['regime'] else ''}, position {s['position']:g}, seed {s['seed']}.</p>",
-        f"<p>Losses are positive fractions of capital. VaR {first.level:.0%} = {first.var:.3f} means a loss of more "
-        f"than {first.var:.1%} happens in at most {1 - first.level:.0%} of scenarios; CVaR is the mean loss in that "
-        f"tail; ± is its bootstrap standard error (sampling noise of {s['num']} scenarios). "
-        f"Real data: {_e(analysis.real_note)}.</p>",
-        _table(RISK_COLUMNS, rows),
-        "<h3>Distribution of the horizon P&amp;L</h3>",
-        _table(["statistic", "scenarios"] + (["real data"] if real is not None else []),
-               distribution_rows(analysis)),
-        f"<h3>Stress tests (same seed; loss threshold {s['threshold']:g})</h3>",
-        _table(STRESS_COLUMNS, [stress_row(row) for row in analysis.stress]),
+    columns = ["statistic", "scenarios"] + (["real data"] if analysis.real is not None else [])
+    blocks = [
+        reports.Paragraph([
+            f"{s['num']} scenarios of {s['horizon']} bars from ", reports.Code(analysis.model["path"]),
+            f" ({analysis.model['name']}, {analysis.model['simulation']}), temperature {s['temperature']:g}"
+            f"{', regime ' + str(s['regime']) if s['regime'] else ''}, position {s['position']:g}, seed {s['seed']}."]),
+        reports.Paragraph(
+            f"Losses are positive fractions of capital. VaR {first.level:.0%} = {first.var:.3f} means a loss of more "
+            f"than {first.var:.1%} happens in at most {1 - first.level:.0%} of scenarios; CVaR is the mean loss in "
+            f"that tail; ± is its bootstrap standard error (sampling noise of {s['num']} scenarios). "
+            f"Real data: {analysis.real_note}."),
+        reports.Table(risk_rows(analysis), RISK_COLUMNS),
+        reports.Heading("Distribution of the horizon P&L"),
+        reports.Table(distribution_rows(analysis), columns),
+        reports.Heading(f"Stress tests (same seed; loss threshold {s['threshold']:g})"),
+        reports.Table([stress_row(row) for row in analysis.stress], STRESS_COLUMNS),
     ]
     if analysis.notes:
-        parts.append("<ul>" + "".join(f"<li>{_e(note)}</li>" for note in analysis.notes) + "</ul>")
-    return "\n".join(parts)
+        blocks.append(reports.Bullets(analysis.notes))
+    return blocks
 
 
 RISK_COLUMNS = ["measure", "scenarios (historical ± s.e.)", "parametric normal", "real data (historical)"]
@@ -135,28 +135,18 @@ def distribution_rows(analysis: ScenarioAnalysis) -> list[list[str]]:
 
 
 def write_html(analysis: ScenarioAnalysis, path: str | Path) -> Path:
-    """Write the report page with this one section (fan chart and loss histogram included)."""
-    from marketsynth.evaluation.report import ReportSection, figure_png, write_report
-
-    images = [("scenario fan chart.png", figure_png(fan_chart(analysis))),
-              ("loss histogram.png", figure_png(loss_histogram(analysis)))]
-    section = ReportSection("Risk scenarios", section_html(analysis), images)
+    """Write the scenarios page (a summary, then the section with its fan chart and loss histogram) to ``path``."""
     first = analysis.base.tail(LEVELS[0])
-    summary = {"model": analysis.model["name"], "scenarios": f"{analysis.settings['num']} × "
-               f"{analysis.settings['horizon']} bars", f"VaR {first.level:.0%}": _f(first.var),
-               f"CVaR {first.level:.0%}": _f(first.cvar)}
-    return write_report(path, title="marketsynth risk scenarios", sections=[section], summary=summary)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    from marketsynth.evaluation.report import html_table
-
-    return html_table(rows, header)
+    summary = [["model", analysis.model["name"]],
+               ["scenarios", f"{analysis.settings['num']} × {analysis.settings['horizon']} bars"],
+               [f"VaR {first.level:.0%}", _f(first.var)], [f"CVaR {first.level:.0%}", _f(first.cvar)]]
+    figures = [reports.Figure(reports.figure_png(fan_chart(analysis)), "scenario fan chart.png"),
+               reports.Figure(reports.figure_png(loss_histogram(analysis)), "loss histogram.png")]
+    page = reports.Page("marketsynth risk scenarios", [
+        reports.Section("Summary", [reports.Table(summary)]),
+        reports.Section("Risk scenarios", [*section_blocks(analysis), *figures])])
+    return reports.write_page(path, page)
 
 
 def _f(value: float) -> str:
     return f"{value:.4f}"
-
-
-def _e(text) -> str:
-    return html.escape(str(text))
