@@ -163,27 +163,17 @@ def atomic_path(path: Path):
 
 @contextmanager
 def atomic_directory(path: Path):
-    """Yield an empty temporary folder next to ``path``; swap it in for ``path`` (a folder, or nothing yet) only if
-    the block succeeds. Readers see the old folder or the new one, never a half-written one; on failure the old
-    folder stays and the temporary one is removed. (Two renames, so there is an instant with no folder at all.)"""
+    """Yield an empty temporary folder next to ``path``; if the block succeeds it takes the place of ``path`` (a
+    folder, or nothing yet) through ``replace_directory``, so readers see the old folder or the complete new one.
+    On failure the old folder stays and the temporary one is removed."""
     path = Path(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    backup = tmp.with_name(f"{tmp.name}.previous")
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes owner-only folders; give the usual permissions
-        moved = path.exists()
-        if moved:
-            os.rename(path, backup)
-        try:
-            os.rename(tmp, path)
-        except BaseException:
-            if moved:
-                os.rename(backup, path)
-            raise
+        replace_directory(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    shutil.rmtree(backup, ignore_errors=True)
 
 
 def _umask() -> int:
