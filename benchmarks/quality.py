@@ -40,11 +40,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from marketsynth import comparison, pipeline, runs
+from marketsynth import comparison, pipeline
 from marketsynth.data.io import read_bars_file
+from marketsynth.data.load import FileSource, load
 from marketsynth.evaluation import BENCHMARK_DISCRIMINATORS, real_vs_real_floor
 from marketsynth.evaluation.records import VERDICT_RULES
 from marketsynth.representation import make_representation
+from marketsynth.rundir import run_directory
 
 STYLIZED = {"tail index (Hill)": "hill", "volatility clustering": "volatility_clustering",
             "linear autocorrelation": "linear_acf", "leverage effect": "leverage",
@@ -131,12 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(f"[{time.perf_counter() - began:6.0f} s] {message}", flush=True)
 
-    out = Path(args.out)
-    work, _ = runs.prepare_out(out, kind="benchmark", overwrite=True)
-    with pipeline.torch_threads(1):
+    with run_directory(args.out, kind="benchmark", overwrite=True) as run, pipeline.torch_threads(1):
+        work = run.work
         end = read_bars_file(args.csv)["time"].iloc[-1]
-        data = pipeline.load_market_data(csv=args.csv, start=end - pd.Timedelta(days=args.days) + pd.Timedelta(hours=1))
-        log(f"{data.label}: {len(data.bars)} bars {data.source['start']} → {data.source['end']}")
+        data = load(FileSource(args.csv, start=end - pd.Timedelta(days=args.days) + pd.Timedelta(hours=1)))
+        log(f"{data.label}: {len(data.bars)} bars {data.description['start']} → {data.description['end']}")
         floor = real_vs_real_floor(data.bars, 240, seq_len=24, discriminators=BENCHMARK_DISCRIMINATORS,
                                    repeats=args.repeats, seed=args.seed)
         rows = [row_from("floor (real vs real, 10-day chunks)", floor, kind="floor")]
@@ -160,17 +161,18 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row_from(run["model"], result.results[(run["model"], run["seed"])], kind="model",
                                  **{"train s": run["train_seconds"], "epochs": run["epochs"]}))
             log(f"{run['model']}: {rows[-1]}")
+        run.record["args"] = vars(args)
     lines = verdict(rows, rows[0])
     training = f"budget {args.budget_minutes} min per model" if args.budget_minutes > 0 else "default epochs"
-    text = (f"{data.label}, {data.source['start'][:16]} → {data.source['end'][:16]} ({len(data.bars)} bars); trained "
-            f"on {result.meta['train']}; evaluated on {result.meta['test']}; {training}; repeats {args.repeats}; "
+    text = (f"{data.label}, {data.description['start'][:16]} → {data.description['end'][:16]} ({len(data.bars)} "
+            f"bars); trained on {result.meta['train']}; evaluated on {result.meta['test']}; {training}; "
+            f"repeats {args.repeats}; "
             f"total {time.perf_counter() - began:.0f} s\n\n"
             + to_markdown(rows) + "\n\n" + "\n".join(f"- {line}" for line in lines) + "\n")
-    (work / "quality.md").write_text(text, encoding="utf-8")
-    (work / "quality.json").write_text(json.dumps({"rows": rows, "verdict": lines, "meta": result.meta}, indent=2,
-                                                  default=str) + "\n", encoding="utf-8")
-    runs.write_run(work, {"kind": "benchmark", "status": "complete", "args": vars(args)})
-    runs.commit_out(work, out)
+    out = Path(args.out)
+    (out / "quality.md").write_text(text, encoding="utf-8")
+    (out / "quality.json").write_text(json.dumps({"rows": rows, "verdict": lines, "meta": result.meta}, indent=2,
+                                                 default=str) + "\n", encoding="utf-8")
     print(text)
     return 0
 

@@ -19,7 +19,9 @@ from typing import Any
 import pandas as pd
 
 from marketsynth.checkpoint import Checkpoint, is_checkpoint, load_checkpoint, save_checkpoint
-from marketsynth.errors import ConfigError, DataError, ModelError
+from marketsynth.data.load import FileSource, MarketData, SampleSource, StoreSource, source_to_dict
+from marketsynth.data.load import load as load_market_data
+from marketsynth.errors import ConfigError, ModelError
 from marketsynth.models.base import GenerativeModel, History
 from marketsynth.models.registry import get_model_class
 
@@ -39,41 +41,30 @@ class TrainResult:
         return {k: v for k, v in last.items() if k not in ("epoch", "seconds", "phase")}
 
 
-def load_bars(*, csv: str | Path | None = None, symbol: str | None = None, interval: str | None = None,
-              exchange: str | None = None, store: str | None = None, start=None,
+def load_bars(*, csv: str | Path | None = None, sample: str | None = None, symbol: str | None = None,
+              interval: str | None = None, exchange: str | None = None, store: str | None = None, start=None,
               end=None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Candles from a CSV/Parquet file or from the store, limited to [start, end); and a description of them."""
-    from marketsynth.data.validate import drop_unusable
-    from marketsynth.timeframes import to_utc
+    """Candles from a CSV/Parquet file, a bundled sample or the store, limited to [start, end); and a description
+    of where they came from (``kind`` and the source's fields, then its span). ``load_data`` gives the full
+    ``MarketData``."""
+    data = load_data(csv=csv, sample=sample, symbol=symbol, interval=interval, exchange=exchange, store=store,
+                     start=start, end=end)
+    return data.bars, {**source_to_dict(data.source), **data.description}
 
-    if (csv is None) == (symbol is None):
-        raise ConfigError("say where the candles come from: --csv FILE, or --symbol S --interval I (the store)")
+
+def load_data(*, csv: str | Path | None = None, sample: str | None = None, symbol: str | None = None,
+              interval: str | None = None, exchange: str | None = None, store: str | None = None, start=None,
+              end=None) -> MarketData:
+    """The candles a file, a sample or a store query names, through the one loader (``marketsynth.data.load``)."""
+    if sum(x is not None for x in (csv, sample, symbol)) != 1:
+        raise ConfigError("say where the candles come from: csv=FILE, sample=NAME, or symbol=S with interval=I")
     if csv is not None:
-        from marketsynth.data.io import read_bars_file
-
-        bars = read_bars_file(csv)
-        source: dict[str, Any] = {"source": "file", "file": str(csv)}
-    else:
-        from marketsynth.data.store import open_store
-        from marketsynth.timeframes import parse_timeframe
-
-        if interval is None:
-            raise ConfigError("--symbol needs --interval, e.g. --interval 1h")
-        tf = parse_timeframe(interval).name
-        with open_store(store, read_only=True) as db:
-            exchange = exchange or _only_exchange(db, symbol, tf)
-            bars = db.read_bars(exchange, symbol, tf, start, end)
-            url = db.url
-        source = {"source": "store", "store": url, "exchange": exchange, "symbol": symbol.upper(), "interval": tf}
-    if start is not None:
-        bars = bars[bars["time"] >= to_utc(start)]
-    if end is not None:
-        bars = bars[bars["time"] < to_utc(end)]
-    bars = drop_unusable(bars.reset_index(drop=True), source=str(csv or symbol))
-    if bars.empty:
-        raise DataError(f"no candles in {source.get('file') or source.get('symbol')} for the requested period")
-    source.update(start=bars["time"].iloc[0].isoformat(), end=bars["time"].iloc[-1].isoformat(), bars=len(bars))
-    return bars, source
+        return load_market_data(FileSource(str(csv), interval, start, end))
+    if sample is not None:
+        return load_market_data(SampleSource(sample, start, end))
+    if interval is None:
+        raise ConfigError("--symbol needs --interval, e.g. --interval 1h")
+    return load_market_data(StoreSource(symbol.upper(), interval, exchange, store, start, end))
 
 
 def train(model: str = "dcgan", bars: pd.DataFrame | None = None, *, csv=None, symbol: str | None = None,
@@ -81,15 +72,17 @@ def train(model: str = "dcgan", bars: pd.DataFrame | None = None, *, csv=None, s
           end=None, representation: str = "log-returns", config: dict[str, Any] | None = None, epochs: int = 50,
           seed: int = 0, device: str = "cpu", out: str | Path | None = None, checkpoint_every: int = 10,
           resume: bool = False, overwrite: bool = False, val_fraction: float = 0.0, progress: bool = True,
-          on_epoch=None, label_column: str | None = None) -> TrainResult:
+          on_epoch=None, label_column: str | None = None, data_source: dict[str, Any] | None = None) -> TrainResult:
     """Fit a registered model on candles (``bars``, or loaded like ``load_bars``) and checkpoint it to ``out``.
 
     ``config`` holds model settings (``seq_len``, ``latent_dim``, ``batch_size``, ``gen_lr``, ``disc_lr`` and
     model-specific ones); unspecified ones take the model's defaults. With ``resume`` the model, its settings
     and the representation come from the checkpoint in ``out`` and ``epochs`` is the total to reach.
     Under ``torchrun`` this trains with DistributedDataParallel (see ``marketsynth.training``).
-    Conditional models (cgan) get one regime label per training window: automatic (``marketsynth.regimes``) or
-    the majority of the per-bar labels in ``label_column`` (a column of ``bars`` or of the ``csv`` file).
+    ``data_source`` (``data.load.source_to_dict``) records where given ``bars`` came from, so the checkpoint can
+    find its real data again (``scenarios``). Conditional models (cgan) get one regime label per training window:
+    automatic (``marketsynth.regimes``) or the majority of the per-bar labels in ``label_column`` (a column of
+    ``bars`` or of the ``csv`` file).
     """
     from marketsynth.representation import chronological_split, make_representation, windows_from_bars
     from marketsynth.timeframes import bars_per_day, position_in_day
@@ -112,7 +105,7 @@ def train(model: str = "dcgan", bars: pd.DataFrame | None = None, *, csv=None, s
             bars, source = load_bars(csv=csv, symbol=symbol, interval=interval, exchange=exchange, store=store,
                                      start=start, end=end)
         else:
-            source = {"source": "frame", "bars": len(bars)}
+            source = {**(data_source or {"kind": "frame"}), "bars": len(bars)}  # where ``bars`` came from
         if resume:
             loaded = load_checkpoint(out, device=torch_device)
             _check_same_settings(loaded, cls.name, config)
@@ -197,17 +190,6 @@ def sample(model: Checkpoint | str | Path, num_samples: int = 100, *, seed: int 
     if output is not None:
         write_output(frame, output)
     return frame
-
-
-def _only_exchange(db, symbol: str, interval: str) -> str:
-    held = db.exchanges_for(symbol, interval)
-    if not held:
-        raise DataError(f"the store {db.url} has no {symbol.upper()} {interval} candles; fetch them with "
-                        f"'marketsynth fetch --exchange bybit --symbol {symbol.upper()} --interval {interval} "
-                        f"--days 365'")
-    if len(held) > 1:
-        raise ConfigError(f"{symbol.upper()} {interval} is stored for {', '.join(held)}; pick one with --exchange")
-    return held[0]
 
 
 def _check_out(out: Path | None, *, resume: bool, overwrite: bool, model: str) -> None:

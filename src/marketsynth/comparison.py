@@ -37,8 +37,10 @@ import numpy as np
 
 from marketsynth import pipeline
 from marketsynth.compute import torch_threads
+from marketsynth.data.load import DataSource, MarketData, load, source_to_dict
 from marketsynth.errors import ConfigError
-from marketsynth.runs import commit_out, discard_out, prepare_out, write_run
+from marketsynth.progress import Progress, or_silent
+from marketsynth.rundir import run_directory
 
 REFERENCE_ROW = "real (training period)"
 COLUMNS = (  # key, heading, format
@@ -170,13 +172,13 @@ _DEFINITIONS = {
 }
 
 
-def compare(data: pipeline.MarketData, models: list[str], *, work: Path, budget_seconds: float | None, seed: int = 0,
+def compare(data: MarketData, models: list[str], *, work: Path, budget_seconds: float | None, seed: int = 0,
             seeds: int = 1, seq_len: int = 24, repeats: int = 1, epochs: int | None = None,
-            split: str = "chronological", discriminators=None, stages: pipeline.Stages | None = None) -> Comparison:
+            split: str = "chronological", discriminators=None, stages: Progress | None = None) -> Comparison:
     """Train, sample and evaluate every model for every seed under the same budget (None: the default epochs,
     ``pipeline.DEFAULT_EPOCHS``, or ``epochs``) on the same split; the checkpoints go to
     ``work/models/<model>-seed<N>/`` with their ``synthetic.csv`` and ``metrics.json``."""
-    stages = stages or pipeline.Stages()
+    stages = or_silent(stages)
     names = check_models(models)
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
@@ -196,7 +198,7 @@ def compare(data: pipeline.MarketData, models: list[str], *, work: Path, budget_
             folder.mkdir(parents=True, exist_ok=True)
             trained = pipeline.train_model(name, train_bars, out=folder / "checkpoint", adjacent=data.adjacent,
                                            seq_len=seq_len, epochs=epochs, budget_seconds=budget_seconds,
-                                           seed=run_seed, stages=stages)
+                                           seed=run_seed, stages=stages, source=source_to_dict(data.source))
             frame = pipeline.generate(trained.checkpoint, n, seed=run_seed, output=folder / "synthetic.csv",
                                       stages=stages)
             tic = time.perf_counter()
@@ -217,7 +219,8 @@ def compare(data: pipeline.MarketData, models: list[str], *, work: Path, budget_
         rows.append({**mine[0], "stability": float(np.std(scores)) if len(scores) > 1 else None})
     first = next(iter(reference.values()))
     rows.append({"model": REFERENCE_ROW, "discriminative": first, "discriminators": reference})
-    meta = {"data": data.label, "source": data.source, "split": split, "train": described["train_text"],
+    meta = {"data": data.label, "source": {**source_to_dict(data.source), **data.description}, "split": split,
+            "train": described["train_text"],
             "test": described["test_text"], "test_windows": len(test_w), "samples": n,
             "budget_seconds": budget_seconds, "seed": seed, "seeds": seeds, "seq_len": seq_len, "repeats": repeats,
             "reference": reference}
@@ -238,36 +241,25 @@ def check_models(models: list[str]) -> list[str]:
     return names
 
 
-def run_compare(*, models: list[str], out: str | Path, load, budget_seconds: float, seed: int = 0, seeds: int = 1,
-                seq_len: int = 24, repeats: int = 1, epochs: int | None = None, split: str = "chronological",
-                overwrite: bool = False, threads: int | None = 1,
-                stages: pipeline.Stages | None = None) -> tuple[Comparison, dict[str, Path]]:
-    """``compare`` into a run directory ``out`` (refuses to replace an earlier one without ``overwrite``, and
-    keeps it intact when the new one fails); returns the comparison and the paths of its three files.
-    ``threads``: torch intra-op threads (``marketsynth.compute``)."""
-    stages, out = stages or pipeline.Stages(), Path(out)
+def run_compare(*, models: list[str], out: str | Path, source: DataSource, budget_seconds: float | None,
+                seed: int = 0, seeds: int = 1, seq_len: int = 24, repeats: int = 1, epochs: int | None = None,
+                split: str = "chronological", overwrite: bool = False, threads: int | None = 1,
+                stages: Progress | None = None) -> tuple[Comparison, dict[str, Path]]:
+    """``compare`` into a run directory ``out`` (``marketsynth.rundir``: refuses to replace an earlier one without
+    ``overwrite`` and keeps it intact when the new one fails); returns the comparison and the paths of its three
+    files. ``threads``: torch intra-op threads (``marketsynth.compute``)."""
+    stages, out = or_silent(stages), Path(out)
     check_models(models)
-    work, _ = prepare_out(out, kind="compare", overwrite=overwrite)
-    try:
-        with torch_threads(threads):
-            data = load(stages)
-            settings = {"models": models, "budget_seconds": budget_seconds, "seed": seed, "seeds": seeds,
-                        "seq_len": seq_len, "repeats": repeats, "epochs": epochs, "split": split}
-            write_run(work, {"kind": "compare", "status": "running", "settings": settings,
-                                    "source": data.source})
-            comparison = compare(data, models, work=work, budget_seconds=budget_seconds, seed=seed, seeds=seeds,
-                                 seq_len=seq_len, repeats=repeats, epochs=epochs, split=split, stages=stages)
-            stages.start("report", 1, "comparison.md, .json, .html")
-            comparison.write(work)
-            stages.finish("report", "comparison.md, .json, .html")
-            write_run(work, {"kind": "compare", "status": "complete", "settings": settings,
-                                    "source": data.source})
-    except BaseException as exc:
-        if work == out:
-            write_run(work, {"kind": "compare", "status": "failed", "error": str(exc).split("\n")[0]})
-        discard_out(work, out)
-        raise
-    commit_out(work, out)
+    with run_directory(out, kind="compare", overwrite=overwrite) as run, torch_threads(threads):
+        data = load(source, progress=stages)
+        run.write(settings={"models": models, "budget_seconds": budget_seconds, "seed": seed, "seeds": seeds,
+                            "seq_len": seq_len, "repeats": repeats, "epochs": epochs, "split": split},
+                  source=source_to_dict(data.source), data=data.description)
+        comparison = compare(data, models, work=run.work, budget_seconds=budget_seconds, seed=seed, seeds=seeds,
+                             seq_len=seq_len, repeats=repeats, epochs=epochs, split=split, stages=stages)
+        stages.start("report", 1, "comparison.md, .json, .html")
+        comparison.write(run.work)
+        stages.finish("report", "comparison.md, .json, .html")
     return comparison, {k: out / f"comparison.{k}" for k in ("md", "json", "html")}
 
 

@@ -3,7 +3,7 @@
 ``marketsynth.runs`` chains them for one model into a run directory (``marketsynth run``);
 ``marketsynth.comparison`` runs them for several models under one time budget (``marketsynth compare``,
 ``benchmarks/quality.py``). Every step takes plain keyword
-arguments and reports to an optional ``Stages`` object (the CLI draws one progress row per stage).
+arguments and reports to an optional ``Progress`` (``marketsynth.progress``) (the CLI draws one progress row per stage).
 
 Split (``split_bars``): by default the first 80 % of the bars train the model and windows cut from the last 20 %
 (never seen in training) are the real side of every metric; ``interleaved`` holds out every fifth 10-day chunk
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,9 +40,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from marketsynth import splits
 from marketsynth.checkpoint import Checkpoint, is_checkpoint, load_checkpoint
 from marketsynth.compute import torch_threads
-from marketsynth.errors import ConfigError, DataError, ExchangeError, ModelError, TransientExchangeError
+from marketsynth.data.load import span
+from marketsynth.errors import ConfigError, DataError, ModelError
+from marketsynth.progress import Progress
 
 DEFAULT_EPOCHS = {"garch": 1, "dcgan": 20, "wgan-gp": 8, "timegan": 30, "autoregressive": 10}
 CANDLE_MODELS = ("dcgan", "wgan-gp", "timegan", "garch", "autoregressive")  # glow models bar features, not candles
@@ -54,39 +56,6 @@ CHUNK_BARS = 240
 MAX_SAMPLES = 5000  # evaluate() uses at most this many windows per set
 _PROBE_POINTS = 6  # schedule positions timed when planning epochs for a budget
 _BUDGET_SAFETY = 0.85  # plan to use this share of the budget (timings on a shared machine vary)
-OFFLINE_HINT = "to run offline use --sample sp500 (or nasdaq) or --csv FILE"
-
-
-class Stages:
-    """Progress of the pipeline's stages; this base class shows nothing (library use)."""
-
-    def start(self, stage: str, total: float | None = None, note: str = "") -> None:
-        """A stage begins; ``total`` steps when known."""
-
-    def advance(self, stage: str, steps: float = 1, note: str | None = None, total: float | None = None) -> None:
-        """Steps of a stage are done; ``note`` replaces the stage's text (losses, current metric)."""
-
-    def finish(self, stage: str, note: str = "") -> None:
-        """A stage is done."""
-
-
-@dataclass
-class MarketData:
-    """Candles to learn from. ``adjacent`` is the timeframe that decides which bars are neighbours when windows
-    are cut (the interval; a week for trading-day samples, whose weekends are closures, not gaps)."""
-
-    bars: pd.DataFrame
-    source: dict[str, Any]
-    adjacent: str | None = None
-
-    @property
-    def label(self) -> str:
-        s = self.source
-        if s.get("source") == "sample":
-            return f"sample {s['sample']}"
-        if s.get("source") == "file":
-            return Path(s["file"]).name
-        return f"{s.get('exchange', '')} {s.get('symbol', '')} {s.get('interval', '')}".strip()
 
 
 @dataclass
@@ -98,89 +67,7 @@ class Trained:
     stopped_by_budget: bool = False
 
 
-# ---- data --------------------------------------------------------------------------------------------------
-def fetch_market_data(*, exchange: str = "bybit", symbol: str = "BTCUSDT", interval: str = "1h", start, end,
-                      store: str | None = None, base_url: str | None = None, retries: int = 6,
-                      category: str = "linear", stages: Stages | None = None) -> MarketData:
-    """Sync [start, end) from the exchange into the store (only what it lacks), then read it back."""
-    from marketsynth.data.exchanges import get_source
-    from marketsynth.data.store import open_store
-    from marketsynth.data.sync import sync_series
-    from marketsynth.data.validate import drop_unusable
-    from marketsynth.timeframes import parse_timeframe
-
-    stages = stages or Stages()
-    tf = parse_timeframe(interval)
-    stages.start("fetch", None, f"{exchange} {symbol.upper()} {tf.name}")
-    source = get_source(exchange, base_url=base_url, category=category, max_attempts=retries)
-    try:
-        with source, open_store(store) as db, _retries_in_row(stages, "fetch"):
-            sync_series(db, source, symbol, tf, start, end, on_plan=lambda n: stages.advance("fetch", 0, total=n),
-                        on_bars=lambda n: stages.advance("fetch", n))
-            bars = db.read_bars(source.name, symbol, tf, start, end)
-            url = db.url
-    except ExchangeError as exc:
-        if isinstance(exc, TransientExchangeError) or isinstance(exc.__cause__, TransientExchangeError):
-            first = str(exc).split("; check the network")[0]
-            raise ExchangeError(f"{first}; {OFFLINE_HINT}") from exc
-        raise
-    bars = drop_unusable(bars, source=f"{source.name} {symbol.upper()} {tf.name}")
-    if bars.empty:
-        raise DataError(f"{source.name} returned no {symbol.upper()} {tf.name} candles for the requested period")
-    stages.finish("fetch", f"{len(bars)} bars")
-    described = {"source": "exchange", "exchange": source.name, "symbol": symbol.upper(), "interval": tf.name,
-                 "store": url, **span(bars)}
-    return MarketData(bars, described, tf.name)
-
-
-@contextmanager
-def _retries_in_row(stages: Stages, stage: str):
-    """The exchange layer's retry warnings go into the stage's progress row instead of lines of their own, so
-    the display stays one block and an exchange that cannot be reached ends in a single error line."""
-    import logging
-
-    class ToRow(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            args = record.args if isinstance(record.args, tuple) else ()
-            text = f"retry {args[3]} of {args[4]}: {args[1]}" if len(args) == 5 else record.getMessage()
-            stages.advance(stage, 0, text[:80])
-
-    logger, handler = logging.getLogger("marketsynth.data.exchanges"), ToRow(logging.WARNING)
-    propagate, logger.propagate = logger.propagate, False
-    logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
-
-
-def load_market_data(*, csv: str | Path | None = None, sample: str | None = None, symbol: str | None = None,
-                     interval: str | None = None, exchange: str | None = None, store: str | None = None,
-                     start=None, end=None, stages: Stages | None = None) -> MarketData:
-    """Candles from a file, an offline sample (``marketsynth.samples``) or the store (no network)."""
-    from marketsynth import api
-    from marketsynth.data.samples import get_sample, load_sample
-    from marketsynth.data.validate import drop_unusable
-
-    stages = stages or Stages()
-    if sum(x is not None for x in (csv, sample, symbol)) != 1:
-        raise ConfigError("say where the candles come from: --csv FILE, --sample NAME or --symbol S --interval I")
-    stages.start("load", 1, str(csv or sample or symbol))
-    if sample is not None:
-        bars = drop_unusable(load_sample(sample), source=f"sample {sample}")
-        s = get_sample(sample)
-        source = {"source": "sample", "sample": s.name, "description": s.description, "interval": s.interval,
-                  "adjacent_within": s.adjacent_within}
-        data = MarketData(bars, {**source, **span(bars)}, get_sample(sample).adjacent_within)
-    else:
-        bars, source = api.load_bars(csv=csv, symbol=symbol, interval=interval, exchange=exchange, store=store,
-                                     start=start, end=end)
-        data = MarketData(bars, source, source.get("interval"))
-    stages.finish("load", f"{len(data.bars)} bars")
-    return data
-
-
+# ---- data ----------------------------------------------------------------------------------------------
 def split_bars(bars: pd.DataFrame, *, seq_len: int, train_fraction: float = TRAIN_FRACTION,
                split: str = "chronological", chunk_bars: int = CHUNK_BARS):
     """``(train, test)`` bars; no bar is in both sets' windows.
@@ -200,15 +87,15 @@ def split_bars(bars: pd.DataFrame, *, seq_len: int, train_fraction: float = TRAI
         if len(bars) < need:
             raise DataError(f"{len(bars)} bars are too few to train and evaluate with --seq-len {seq_len}: "
                             f"need at least {need} (the last {held_out:.0%} is held out)")
-        cut = int(round(len(bars) * train_fraction))
-        return bars.iloc[:cut].reset_index(drop=True), bars.iloc[cut - 1:].reset_index(drop=True)
+        fold = splits.chronological(len(bars), train_fraction)
+        test = slice(fold.test.start - 1, fold.test.stop)  # the last training bar anchors the first test window
+        return bars.iloc[fold.train].reset_index(drop=True), bars.iloc[test].reset_index(drop=True)
     every = max(2, int(round(1 / held_out)))
     if chunk_bars <= seq_len + 1 or len(bars) < every * chunk_bars:
         raise DataError(f"an interleaved split needs chunks longer than --seq-len {seq_len} + 1 and at least "
                         f"{every} chunks of {chunk_bars} bars; {len(bars)} bars are too few")
-    chunk = np.arange(len(bars)) // chunk_bars
-    test = chunk % every == every - 1
-    with_anchor = test | np.append(test[1:], False)
+    test = splits.interleaved(len(bars), chunk_bars, 1 / every)
+    with_anchor = splits.near(test, 1, 0)  # each held-out chunk with the bar before it as anchor
     return bars[~test].reset_index(drop=True), bars[with_anchor].reset_index(drop=True)
 
 
@@ -248,11 +135,13 @@ class _BudgetSpent(Exception):
 
 def train_model(model: str, bars: pd.DataFrame, *, out: str | Path, adjacent: str | None = None, seq_len: int = 24,
                 epochs: int | None = None, budget_seconds: float | None = None, seed: int = 0,
-                device: str = "cpu", resume: bool = False, stages: Stages | None = None) -> Trained:
+                device: str = "cpu", resume: bool = False, stages: Progress | None = None,
+                source: dict[str, Any] | None = None) -> Trained:
     """Fit ``model`` on ``bars`` into the checkpoint directory ``out``; epochs default to ``DEFAULT_EPOCHS``.
 
-    With ``budget_seconds`` the epochs (at most ``epochs`` when given) are planned to fit the budget and training
-    stops when it is spent. ``resume`` continues the checkpoint in ``out`` to ``epochs`` in total.
+    ``source``: where the bars came from (recorded in the checkpoint). With ``budget_seconds`` the epochs (at most
+    ``epochs`` when given) are planned to fit the budget and training stops when it is spent. ``resume`` continues
+    the checkpoint in ``out`` to ``epochs`` in total.
     """
     from marketsynth import api
     from marketsynth.models.registry import get_model_class
@@ -261,7 +150,7 @@ def train_model(model: str, bars: pd.DataFrame, *, out: str | Path, adjacent: st
     if cls.name not in CANDLE_MODELS:
         raise ModelError(f"{cls.name} models per-bar features, not candles, so it cannot run this pipeline; "
                          f"choose one of {', '.join(CANDLE_MODELS)}")
-    stages, out = stages or Stages(), Path(out)
+    stages, out = stages or Progress(), Path(out)
     began = time.perf_counter()
     config = {"seq_len": seq_len}
     planned = 1 if not cls.iterative else (epochs or DEFAULT_EPOCHS.get(cls.name, 20))
@@ -288,7 +177,7 @@ def train_model(model: str, bars: pd.DataFrame, *, out: str | Path, adjacent: st
     try:
         api.train(cls.name, bars, interval=adjacent, config=config, epochs=planned, seed=seed, device=device,
                   out=out, checkpoint_every=1 if budget_seconds is not None else 5, resume=resume and
-                  is_checkpoint(out), progress=False, on_epoch=on_epoch)
+                  is_checkpoint(out), progress=False, on_epoch=on_epoch, data_source=source)
     except _BudgetSpent:
         stopped = True  # the checkpoint of the epoch that spent the budget is written before the hook runs
     seconds = time.perf_counter() - began
@@ -331,11 +220,11 @@ def _epochs_for_budget(cls, config: dict, bars: pd.DataFrame, adjacent: str | No
 
 # ---- generate, evaluate, report ----------------------------------------------------------------------------
 def generate(checkpoint: Checkpoint, num_samples: int, *, seed: int = 0, output: str | Path | None = None,
-             stages: Stages | None = None) -> pd.DataFrame:
+             stages: Progress | None = None) -> pd.DataFrame:
     """``num_samples`` synthetic windows of the training length as a long candle frame (written to ``output``)."""
     from marketsynth import api
 
-    stages = stages or Stages()
+    stages = stages or Progress()
     stages.start("generate", 1, f"{num_samples} windows")
     frame = api.sample(checkpoint, num_samples, seed=seed, output=output)
     stages.finish("generate", f"{num_samples} windows of {checkpoint.model.config.seq_len} bars")
@@ -348,12 +237,12 @@ def default_num_samples(test_windows: int) -> int:
 
 
 def evaluate_windows(real: np.ndarray, synthetic, *, train: np.ndarray | None, seq_len: int, seed: int = 0,
-                     repeats: int = 3, discriminators=None, stages: Stages | None = None, label: str = ""):
+                     repeats: int = 3, discriminators=None, stages: Progress | None = None, label: str = ""):
     """``evaluation.evaluate`` with its progress shown as the ``evaluate`` stage."""
     from marketsynth.evaluation import evaluate
     from marketsynth.evaluation.metrics import DEFAULT_DISCRIMINATORS
 
-    stages = stages or Stages()
+    stages = stages or Progress()
     stages.start("evaluate", None, label)
 
     def progress(what: str, done: int, total: int) -> None:
@@ -369,7 +258,7 @@ def evaluate_windows(real: np.ndarray, synthetic, *, train: np.ndarray | None, s
 
 
 def reference_scores(real: np.ndarray, train: np.ndarray, *, seed: int = 0, discriminators=None,
-                     stages: Stages | None = None) -> dict[str, float]:
+                     stages: Progress | None = None) -> dict[str, float]:
     """Discriminative scores of the real training-period windows against the held-out ones (one run each): what
     a model that reproduced its training period perfectly would score on this split, since markets change between
     the periods. Same features, scaling and classifier settings as ``evaluate``'s default protocol."""
@@ -381,7 +270,7 @@ def reference_scores(real: np.ndarray, train: np.ndarray, *, seed: int = 0, disc
     real_f, train_f = window_features(real), window_features(train)
     scale = FeatureScaler(np.concatenate([train_f, real_f]))
     held_out, trained_on = scale(subsample(real_f, MAX_SAMPLES, rng)), scale(subsample(train_f, MAX_SAMPLES, rng))
-    scores, stages, specs = {}, stages or Stages(), list(discriminators or DEFAULT_DISCRIMINATORS)
+    scores, stages, specs = {}, stages or Progress(), list(discriminators or DEFAULT_DISCRIMINATORS)
     stages.start("reference", len(specs), "real training-period windows vs held-out")
     with torch_threads(1):
         for spec in specs:
@@ -394,8 +283,3 @@ def reference_scores(real: np.ndarray, train: np.ndarray, *, seed: int = 0, disc
     stages.finish("reference", "real training-period windows vs held-out: discriminative "
                                + ", ".join(f"{v:.3f}" for v in scores.values()))
     return scores
-
-
-def span(bars: pd.DataFrame) -> dict[str, Any]:
-    """First and last bar time and the number of bars (for run.json and reports)."""
-    return {"start": bars["time"].iloc[0].isoformat(), "end": bars["time"].iloc[-1].isoformat(), "bars": len(bars)}

@@ -63,7 +63,9 @@ def test_run_on_the_sp500_sample_writes_every_output(sp500_run):
     assert checkpoint.model.name == "garch"
     assert_valid_candles(api.sample(checkpoint, 3, seed=1))
     record = json.loads((sp500_run / "run.json").read_text())
-    assert record["status"] == "complete" and record["source"]["sample"] == "sp500"
+    assert record["status"] == "complete" and record["source"] == {"kind": "sample", "name": "sp500", "start": None,
+                                                                   "end": None}
+    assert checkpoint.meta["kind"] == "sample" and checkpoint.meta["name"] == "sp500"  # the data can be read again
     assert record["split"]["train"]["end"] < record["split"]["test"]["start"]  # chronological, no shared bar
     assert "discriminative score (all bar features)" in record["reference"]
 
@@ -121,7 +123,7 @@ def test_run_fetches_from_the_exchange_into_the_store(btc_1h_bars, tmp_path, cap
     assert f"report:     {out / 'report.html'}" in stdout and "checkpoint:" in stdout and "synthetic:" in stdout
     assert (out / "report.html").is_file()
     record = json.loads((out / "run.json").read_text())
-    assert record["source"]["exchange"] == "bybit" and record["source"]["bars"] == 600
+    assert record["source"]["exchange"] == "bybit" and record["data"]["bars"] == 600
     assert len(pd.read_csv(out / "data.csv")) == 600
     assert_valid_candles(pd.read_csv(out / "synthetic.csv"))
     with open_store(store, read_only=True) as db:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from marketsynth import progress as protocol
 from marketsynth.errors import ConfigError
 from marketsynth.timeframes import to_utc
 
@@ -79,3 +81,51 @@ def time_range(start: str | None, end: str | None, days: int | None, *, now: pd.
 def split_list(value: str | None) -> list[str]:
     """``"BTCUSDT, ETHUSDT"`` → ``["BTCUSDT", "ETHUSDT"]``."""
     return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+class StageProgress(protocol.Progress):
+    """The progress protocol drawn with rich: one row per stage on stderr; a stage that starts again (the next
+    model) restarts its own row."""
+
+    def __init__(self, display: Progress):
+        self.display, self.tasks = display, {}
+
+    def start(self, stage: str, total: float | None = None, note: str = "") -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.display.add_task(stage, total=total, note=note)
+            return
+        self.display.reset(self.tasks[stage], total=total, note=note)
+        if total is None:
+            self._task(stage).total = None  # unknown until the stage says (reset keeps the old total)
+
+    def advance(self, stage: str, steps: float = 1, note: str | None = None, total: float | None = None) -> None:
+        if stage not in self.tasks:
+            self.start(stage, total)
+        fields = {} if note is None else {"note": note}
+        self.display.update(self.tasks[stage], advance=steps, total=total, **fields)
+
+    def finish(self, stage: str, note: str = "") -> None:
+        if stage not in self.tasks:
+            self.start(stage)
+        task = self._task(stage)
+        total = task.total if task.total else max(task.completed, 1)
+        self.display.update(self.tasks[stage], total=total, completed=total, note=note)
+
+    def _task(self, stage: str):
+        return next(task for task in self.display.tasks if task.id == self.tasks[stage])
+
+
+@contextmanager
+def stage_display():
+    """A ``StageProgress`` on stderr for the duration of a command; on failure the rows are cleared, so the
+    error stays the only line. Hidden when MARKETSYNTH_NO_PROGRESS is set."""
+    display = Progress(TextColumn("[bold]{task.description:<8}"), BarColumn(bar_width=30), MofNCompleteColumn(),
+                       TimeElapsedColumn(), TextColumn("{task.fields[note]}"), console=err_console,
+                       disable=bool(os.environ.get("MARKETSYNTH_NO_PROGRESS")))
+    with display:
+        try:
+            yield StageProgress(display)
+        except BaseException:
+            for task in display.task_ids:
+                display.update(task, visible=False)
+            raise

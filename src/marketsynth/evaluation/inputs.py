@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from marketsynth import splits
 from marketsynth.errors import DataError
 from marketsynth.representation import (
     OHLCV,
@@ -179,13 +180,8 @@ def interleaved_split(n: int, seq_len: int, heldout_fraction: float = 0.3) -> tu
     hold out only the last regime). Training windows within ``seq_len - 1`` positions of a held-out window
     are dropped: with stride-1 windows they would share bars with it.
     """
-    block = max(2 * seq_len, -(-n // 30))
-    blocks = np.arange(n) // block
-    heldout = np.floor((blocks + 1) * heldout_fraction) > np.floor(blocks * heldout_fraction)
-    if not heldout.any():  # fewer than 1 / heldout_fraction blocks: hold out the last block
-        heldout = blocks == blocks[-1]
-    near = np.convolve(heldout.astype(float), np.ones(2 * seq_len - 1), mode="same") > 0
-    train = np.flatnonzero(~near)
+    heldout = splits.interleaved(n, max(2 * seq_len, -(-n // 30)), heldout_fraction)
+    train = np.flatnonzero(~splits.near(heldout, seq_len - 1))
     if len(train) == 0 or len(train) == n:
         raise DataError(f"{n} windows of {seq_len} bars are too few to split into training and held-out parts")
     return train, np.flatnonzero(heldout)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from marketsynth import splits
 from marketsynth.errors import ConfigError, DataError
 from marketsynth.evaluation import classifiers, explain
 from marketsynth.evaluation.fidelity import (
@@ -251,10 +252,10 @@ def real_vs_real_floor(
     if chunk_bars < seq_len:
         raise ConfigError(f"chunk_bars ({chunk_bars}) must be at least seq_len ({seq_len})")
     windows, starts = candle_windows(bars, seq_len, stride, timeframe, return_starts=True)
-    first_chunk, last_chunk = starts // chunk_bars, (starts + seq_len - 1) // chunk_bars
-    inside = first_chunk == last_chunk
-    even = inside & (first_chunk % 2 == 0)
-    odd = inside & (first_chunk % 2 == 1)
+    held = splits.interleaved(len(bars), chunk_bars, 0.5)  # the odd chunks
+    inside = starts // chunk_bars == (starts + seq_len - 1) // chunk_bars
+    odd = inside & held[starts]
+    even = inside & ~held[starts]
     if even.sum() < 2 or odd.sum() < 2:
         raise DataError(f"{len(bars)} bars are too few for a real-vs-real floor with chunks of {chunk_bars}")
     return evaluate(windows[even], windows[odd], seq_len=seq_len, **evaluate_kwargs)
