@@ -243,14 +243,9 @@ def evaluate_windows(real: np.ndarray, synthetic, *, train: np.ndarray | None, s
     from marketsynth.evaluation.metrics import DEFAULT_DISCRIMINATORS
 
     stages = stages or Progress()
-    stages.start("evaluate", None, label)
-
-    def progress(what: str, done: int, total: int) -> None:
-        stages.advance("evaluate", 1 if done else 0, f"{label}{': ' if label else ''}{what}", total=total)
-
     with torch_threads(1):
         result = evaluate(real, synthetic, train_windows=train, seq_len=seq_len, repeats=repeats, seed=seed,
-                          progress=progress, discriminators=discriminators or DEFAULT_DISCRIMINATORS)
+                          progress=stages, discriminators=discriminators or DEFAULT_DISCRIMINATORS)
     counts = result.verdict_counts()
     stages.finish("evaluate", f"{label}{': ' if label else ''}{counts['good']} good, {counts['fair']} fair, "
                               f"{counts['poor']} poor")

@@ -94,4 +94,4 @@ def test_too_few_real_windows_and_missing_files_are_one_line(files, tmp_path, ca
     code, _, err = run(capsys, "evaluate", "--real", files["real"], "--synthetic", tmp_path / "nope.csv")
     assert_one_line_error(code, err, "nope.csv not found")
     code, _, err = run(capsys, "evaluate", "--synthetic", files["samples"])
-    assert_one_line_error(code, err, "--real FILE, or --symbol S --interval I")
+    assert_one_line_error(code, err, "--csv FILE, --sample NAME, or --symbol S --interval I")

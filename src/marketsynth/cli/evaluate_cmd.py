@@ -15,8 +15,10 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from marketsynth.cli.common import console, progress_bar
+from marketsynth.cli.common import console, stage_display
+from marketsynth.cli.options import data_source_options
 from marketsynth.compute import torch_threads
+from marketsynth.data.load import load
 from marketsynth.errors import ConfigError, DataError
 
 DEFAULT_SEQ_LEN = 24
@@ -29,14 +31,9 @@ def register(app: typer.Typer) -> None:
     app.command("evaluate")(evaluate)
 
 
+@data_source_options()
 def evaluate(
-    real: Path = typer.Option(None, "--real", help="Real candles: a file (CSV or Parquet; Binance/Bybit/generic)."),
-    symbol: str = typer.Option(None, "--symbol", "-s", help="...or stored candles of this symbol..."),
-    interval: str = typer.Option(None, "--interval", "-i", help="...at this interval, e.g. 1h."),
-    exchange: str = typer.Option(None, "--exchange", "-e", help="Which exchange's candles (when several)."),
-    store: str = typer.Option(None, "--store", help="DuckDB file or postgresql:// URL (default marketsynth.duckdb)."),
-    start: str = typer.Option(None, "--start", help="First real bar time, inclusive (UTC), e.g. 2023-01-01."),
-    end: str = typer.Option(None, "--end", help="Last real bar time, exclusive (UTC)."),
+    source=None,
     synthetic: Path = typer.Option(..., "--synthetic", help="Generated candles (sample_id, timestep, open, high, "
                                                             "low, close, volume) or a candle file."),
     seq_len: int = typer.Option(None, "--seq-len", min=2, help="Bars per window (default: the length of the "
@@ -54,28 +51,19 @@ def evaluate(
 ) -> None:
     """Compare synthetic candles with real ones: return statistics, stylized facts, discriminative, predictive
     and TSTR scores, memorization, candle validity; each with a verdict and a plain-language explanation."""
-    from marketsynth import api
     from marketsynth.evaluation import PROTOCOLS
     from marketsynth.evaluation import evaluate as run_evaluation
 
     if protocol not in PROTOCOLS:
         raise ConfigError(f"--protocol '{protocol}' is unknown; use one of {', '.join(PROTOCOLS)}")
-    if (real is None) == (symbol is None):
-        raise ConfigError("say where the real candles come from: --real FILE, or --symbol S --interval I (the store)")
     _check_outputs(report, json_path, model)
     synthetic_windows, seq_len, synthetic_text = load_synthetic_windows(synthetic, seq_len)
-    bars, source = api.load_bars(csv=real, symbol=symbol, interval=interval, exchange=exchange, store=store,
-                                 start=start, end=end)
-    real_windows = real_windows_from_bars(bars, seq_len, interval)
-    with progress_bar() as progress, torch_threads(1):
-        task = progress.add_task("evaluate", total=None)
-
-        def show(what: str, done: int, total: int) -> None:
-            progress.update(task, description=what, completed=done, total=total)
-
+    with stage_display() as progress, torch_threads(1):
+        data = load(source, progress=progress)
+        real_windows = real_windows_from_bars(data.bars, seq_len, data.adjacent)
         result = run_evaluation(real_windows, synthetic_windows, seq_len=seq_len, repeats=repeats, protocol=protocol,
-                                seed=seed, max_windows=max_windows, progress=show)
-        progress.update(task, description="evaluate: done", completed=progress.tasks[0].total)
+                                seed=seed, max_windows=max_windows, progress=progress)
+        progress.finish("evaluate", "done")
     console.print(metrics_table(result))
     counts = result.verdict_counts()
     console.print("verdicts: " + ", ".join(f"{counts[v]} {v}" for v in counts if counts[v])
@@ -89,14 +77,15 @@ def evaluate(
     if report is not None:
         from marketsynth.evaluation.report import write_report
 
-        summary = {"real data": _describe_real(source, len(real_windows)), "synthetic data": synthetic_text}
+        summary = {"real data": _describe_real(data, len(real_windows)), "synthetic data": synthetic_text}
         if model is not None:
             summary["model"] = str(model)
-        with progress_bar(transient=True) as progress:
-            progress.add_task("writing the report", total=None)
+        with stage_display() as progress:
+            progress.start("report", 1, report.name)
             write_report(report, title=f"Synthetic vs real candles: {synthetic.name}", result=result,
                          real_windows=real_windows, synthetic_windows=synthetic_windows, model_dir=model,
                          summary=summary)
+            progress.finish("report", report.name)
         console.print(f"report: {report} (figures in {report.with_name(report.stem + '_files')}/)", markup=False)
     elif json_path is None:
         console.print("add --report report.html for the charts, --json metrics.json for the numbers")
@@ -202,9 +191,10 @@ def _check_outputs(report: Path | None, json_path: Path | None, model: Path | No
         raise ConfigError(f"--model {model}: no such checkpoint directory (the folder 'marketsynth train' wrote)")
 
 
-def _describe_real(source: dict, n_windows: int) -> str:
-    where = source.get("file") or " ".join(str(source[k]) for k in ("exchange", "symbol", "interval") if k in source)
+def _describe_real(data, n_windows: int) -> str:
+    where, described = getattr(data.source, "path", None) or data.label, data.description
     span = ""
-    if source.get("start") and source.get("end"):
-        span = f", {pd.Timestamp(source['start']):%Y-%m-%d %H:%M} → {pd.Timestamp(source['end']):%Y-%m-%d %H:%M} UTC"
-    return f"{where} ({source.get('bars', 0):,} candles{span}; {n_windows:,} windows)"
+    if described.get("start") and described.get("end"):
+        span = (f", {pd.Timestamp(described['start']):%Y-%m-%d %H:%M} → "
+                f"{pd.Timestamp(described['end']):%Y-%m-%d %H:%M} UTC")
+    return f"{where} ({len(data.bars):,} candles{span}; {n_windows:,} windows)"

@@ -63,10 +63,10 @@ from marketsynth.evaluation.stylized import (
     aggregational_gaussianity,
     stylized_profile,
 )
+from marketsynth.progress import Progress, or_silent
 from marketsynth.representation import OHLCV
 from marketsynth.timeframes import Timeframe
 
-Progress = Callable[[str, int, int], None]  # (what is starting, steps done, total steps)
 _RETURN_SAMPLE = 20_000  # returns per set kept in ``curves`` for histograms
 
 
@@ -143,11 +143,13 @@ def evaluate(
     for spec in discriminators:
         _column_indices(spec.columns, columns, proto.name)
     total = 6 + repeats * (len(discriminators) + 2)
-    done = iter(range(total))
+    progress = or_silent(progress)
+    progress.start("evaluate", total, "")
+    first = [True]
 
-    def step(what: str) -> None:
-        if progress is not None:
-            progress(what, next(done), total)
+    def step(what: str) -> None:  # ``what`` is starting; the step before it is done
+        progress.advance("evaluate", 0 if first[0] else 1, what)
+        first[0] = False
 
     rng = np.random.default_rng(seed)
     notes: list[str] = []
