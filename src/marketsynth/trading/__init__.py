@@ -1,0 +1,1 @@
+"""Trading: strategies, the backtest engine, costs, performance metrics and the tearsheet."""
