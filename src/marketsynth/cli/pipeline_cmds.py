@@ -28,6 +28,13 @@ def _label(source) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
 
 
+def _budget_seconds(minutes: float | None, epochs: int | None) -> float | None:
+    """``--budget-minutes`` in seconds; 2 minutes unless only ``--epochs`` was given (then no budget)."""
+    if minutes is None:
+        return None if epochs is not None else 120.0
+    return minutes * 60
+
+
 def register(app: typer.Typer) -> None:
     app.command("run")(run)
     app.command("compare")(compare)
@@ -95,8 +102,9 @@ def run(
 def compare(
     source=None,
     models: str = typer.Option(",".join(CANDLE_MODELS), "--models", help="Comma-separated models."),
-    budget_minutes: float = typer.Option(2.0, "--budget-minutes", min=0.01,
-                                         help="Training wall-clock per model and seed."),
+    budget_minutes: float = typer.Option(None, "--budget-minutes", min=0.01,
+                                         help="Training wall-clock per model and seed (default 2; with --epochs "
+                                              "alone: no budget, exactly those epochs)."),
     epochs: int = typer.Option(None, "--epochs", min=1, help="At most this many epochs (default: what fits)."),
     seed: int = _SEED,
     seeds: int = typer.Option(2, "--seeds", min=1, help="Seeds per model (stability = std over them)."),
@@ -116,7 +124,8 @@ def compare(
     names = split_list(models)
     out = out or Path("runs") / f"compare-{_label(source)}"
     with stage_display() as progress:
-        comparison, paths = run_compare(models=names, out=out, source=source, budget_seconds=budget_minutes * 60,
+        comparison, paths = run_compare(models=names, out=out, source=source,
+                                        budget_seconds=_budget_seconds(budget_minutes, epochs),
                                         seed=seed, seeds=seeds, seq_len=seq_len, repeats=repeats, epochs=epochs,
                                         split=split, overwrite=overwrite, threads=threads, stages=progress)
     intro, table = comparison.to_markdown().split("\n\n")[1:3]
