@@ -15,9 +15,9 @@ import pandas as pd
 
 from marketsynth.errors import DataError, ModelError
 from marketsynth.evaluation import plots
+from marketsynth.evaluation.formatting import number
 from marketsynth.evaluation.inputs import FeatureScaler, check_windows, subsample, window_features, window_returns
 from marketsynth.evaluation.records import EvaluationResult
-from marketsynth.evaluation.report import number
 from marketsynth.evaluation.stylized import stylized_profile
 from marketsynth.reports import Figure, Paragraph, Section, Table, figure_png
 
