@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from marketsynth.errors import ConfigError, DataError
+from marketsynth.representation.windows import take_windows
 
 AUTO_REGIMES = ("bull", "bear", "crash", "sideways")  # label index = position (the model's embedding rows)
 STAT_KEYS = ("windows", "mean_return", "max_drawdown", "crash_duration")
@@ -61,8 +62,7 @@ def bar_paths(bars: pd.DataFrame, starts: np.ndarray, seq_len: int) -> np.ndarra
     """Paths of the windows that hold bar rows ``s .. s + seq_len - 1`` for each start row ``s``."""
     starts = np.asarray(starts, dtype=np.int64)
     closes = bars["close"].to_numpy(np.float64)
-    rows = starts[:, None] + np.arange(seq_len)
-    return price_paths(bars["open"].to_numpy(np.float64)[starts], closes[rows])
+    return price_paths(bars["open"].to_numpy(np.float64)[starts], take_windows(closes, starts, seq_len))
 
 
 def window_returns(paths: np.ndarray) -> np.ndarray:
@@ -191,7 +191,7 @@ def column_labels(bar_labels, starts: np.ndarray, seq_len: int, column: str,
     values = values.astype(str).to_numpy()
     vocabulary, codes = np.unique(values, return_inverse=True)
     starts = np.asarray(starts, dtype=np.int64)
-    window_codes = codes[starts[:, None] + np.arange(seq_len)]  # [n, L]
+    window_codes = take_windows(codes, starts, seq_len)  # [n, L]
     hits = window_codes[:, :, None] == np.arange(len(vocabulary))  # [n, L, K]
     counts = hits.sum(axis=1)
     latest = np.where(hits, np.arange(seq_len)[None, :, None], -1).max(axis=1)

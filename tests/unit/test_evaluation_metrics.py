@@ -21,6 +21,7 @@ from marketsynth.evaluation import (
     real_vs_real_floor,
 )
 from marketsynth.evaluation.records import VERDICT_RULES, MetricRecord, grade
+from marketsynth.progress import Recorder
 from marketsynth.representation import candles_frame
 from tests.conftest import shared_file
 from tests.unit.evaluation_helpers import random_walk_candles
@@ -47,8 +48,8 @@ def run(real, synthetic, **kwargs):
 def test_records_are_complete_json_ready_and_deterministic():
     windows = btc_windows()
     real, synthetic = windows[:500], windows[500:]
-    steps = []
-    result = run(real, synthetic, progress=lambda what, done, total: steps.append((done, total, what)))
+    recorder = Recorder()
+    result = run(real, synthetic, progress=recorder)
     names = [r.name for r in result.records]
     for expected in ("mean return", "volatility (std of returns)", "kurtosis (excess)", "lag-1 autocorrelation",
                      "KL divergence of returns", "coverage (diversity)", "tail index (Hill)",
@@ -60,7 +61,10 @@ def test_records_are_complete_json_ready_and_deterministic():
     assert all(set(record) == KEYS for record in data["records"])
     assert all(r.verdict in ("good", "fair", "poor") for r in result.records)
     assert all(r.explanation.endswith((".", ")")) and len(r.explanation) > 40 for r in result.records)
-    assert [s[0] for s in steps] == list(range(len(steps))) and steps[-1][1] == len(steps)
+    (start,) = [c for c in recorder.calls if c[0] == "start"]  # one stage, every step reported, none twice
+    notes = [d["note"] for m, _, d in recorder.calls if m == "advance"]
+    assert start[1] == "evaluate" and recorder.steps("evaluate") == start[2]["total"] - 1 == len(notes) - 1
+    assert len(set(notes)) == len(notes)
     assert set(result.curves) >= {"returns", "stylized", "aggregation", "memorization"}
     assert "curves" in json.loads(result.to_json(curves=True))
     again = run(real, synthetic)

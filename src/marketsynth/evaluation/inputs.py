@@ -13,11 +13,7 @@ import pandas as pd
 
 from marketsynth import splits
 from marketsynth.errors import DataError
-from marketsynth.representation import (
-    OHLCV,
-    LogReturnRepresentation,
-    windows_from_bars,
-)
+from marketsynth.representation import OHLCV, LogReturnRepresentation, take_windows, window_starts
 from marketsynth.timeframes import Timeframe
 
 FEATURE_NAMES = LogReturnRepresentation.feature_names  # gap, ret, upper, lower, volume
@@ -70,15 +66,17 @@ def candle_windows(
 ):
     """Real candle windows ``[n, seq_len, 5]`` cut from a bars frame, never spanning a time gap.
 
-    Uses the representation's ``windows_from_bars`` so real windows are exactly the ones models train on
+    The one window cutter (``representation.window_starts``) makes real windows exactly the ones models train on
     (same gap rule, the first bar of each gap-free run only serves as an anchor). ``return_starts`` also
     returns each window's first row in ``bars``.
     """
-    representation = LogReturnRepresentation().fit(bars)
-    windows = windows_from_bars(bars, representation, seq_len, stride, timeframe)
-    ohlcv = bars.loc[:, list(OHLCV)].to_numpy(dtype=np.float64)
-    candles = ohlcv[windows.start_index[:, None] + np.arange(seq_len)]
-    return (candles, windows.start_index) if return_starts else candles
+    if "time" not in bars.columns:
+        raise DataError("bars need a sorted, unique 'time' column to be cut into windows; use as_bars first")
+    starts = window_starts(bars["time"], seq_len, stride=stride, step=timeframe)
+    if len(starts) == 0:
+        raise DataError(f"no window of {seq_len} consecutive bars (plus the bar before it) fits in {len(bars)} bars")
+    candles = take_windows(bars.loc[:, list(OHLCV)].to_numpy(dtype=np.float64), starts, seq_len)
+    return (candles, starts) if return_starts else candles
 
 
 def check_windows(candles, what: str, seq_len: int | None = None) -> np.ndarray:
@@ -167,8 +165,7 @@ def timegan_windows(values, seq_len: int = 24, *, reverse: bool = False, seed: i
     if reverse:
         values = values[::-1]
     scaled = MinMaxScaler(values)(values)
-    starts = np.arange(len(values) - seq_len)
-    windows = scaled[starts[:, None] + np.arange(seq_len)]
+    windows = take_windows(scaled, np.arange(len(values) - seq_len), seq_len)
     return windows[np.random.default_rng(seed).permutation(len(windows))]
 
 

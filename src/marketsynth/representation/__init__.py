@@ -1,0 +1,34 @@
+"""Candles <-> model features (``encoding``) and the windows models and metrics are cut into (``windows``)."""
+
+from marketsynth.representation.encoding import (
+    OHLCV,
+    REPRESENTATIONS,
+    SCALINGS,
+    LogReturnLevelRepresentation,
+    LogReturnRepresentation,
+    MinMaxOHLCV,
+    Representation,
+    candles_frame,
+    follows_previous_bar,
+    make_representation,
+    representation_from_dict,
+    valid_ohlcv,
+)
+from marketsynth.representation.windows import (
+    Windows,
+    chronological_split,
+    create_sequences,
+    segments_from_windows,
+    series_from_windows,
+    take_windows,
+    window_starts,
+    windows_from_bars,
+)
+
+__all__ = [
+    "OHLCV", "REPRESENTATIONS", "SCALINGS", "LogReturnLevelRepresentation", "LogReturnRepresentation", "MinMaxOHLCV",
+    "Representation",
+    "Windows", "candles_frame", "chronological_split", "create_sequences", "follows_previous_bar",
+    "make_representation", "representation_from_dict", "segments_from_windows", "series_from_windows",
+    "take_windows", "valid_ohlcv", "window_starts", "windows_from_bars",
+]
