@@ -39,6 +39,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from marketsynth.errors import DataError, ModelError
 from marketsynth.representation import valid_ohlcv
+from marketsynth.scaling import AffineScaler
 
 FEATURE_NAMES = (
     "return_1", "return_5", "return_10", "return_20",
@@ -137,24 +138,24 @@ class FeatureStandardiser:
         rows = _rows(rows, None)
         if len(rows) < 2:
             raise DataError(f"the standardiser needs at least 2 rows to fit, got {len(rows)}")
-        std = rows.std(axis=0)
-        self.mean, self.std = rows.mean(axis=0), np.where(std > 1e-12, std, 1.0)
+        scaler = AffineScaler.standard(rows)
+        self.mean, self.std = scaler.center, scaler.scale
         if len(self.names) != rows.shape[1]:
             self.names = tuple(f"feature_{i}" for i in range(rows.shape[1]))
         return self
 
     def transform(self, rows) -> np.ndarray:
         self._require_fitted()
-        return (_rows(rows, len(self.mean)) - self.mean) / self.std
+        return AffineScaler(self.mean, self.std)(_rows(rows, len(self.mean)))
 
     def inverse_transform(self, rows) -> np.ndarray:
         self._require_fitted()
-        return _rows(rows, len(self.mean)) * self.std + self.mean
+        return AffineScaler(self.mean, self.std).inverse(_rows(rows, len(self.mean)))
 
     @property
     def log_abs_det(self) -> float:
         self._require_fitted()
-        return float(-np.log(self.std).sum())
+        return AffineScaler(self.mean, self.std).log_abs_det
 
     def to_dict(self) -> dict:
         return {

@@ -14,6 +14,7 @@ import pandas as pd
 from marketsynth import splits
 from marketsynth.errors import DataError
 from marketsynth.representation import OHLCV, LogReturnRepresentation, take_windows, window_starts
+from marketsynth.scaling import AffineScaler
 from marketsynth.timeframes import Timeframe
 
 FEATURE_NAMES = LogReturnRepresentation.feature_names  # gap, ret, upper, lower, volume
@@ -127,29 +128,14 @@ def window_returns(candles: np.ndarray) -> np.ndarray:
     return window_features(candles)[..., RETURN_COLUMN]
 
 
-class FeatureScaler:
+def FeatureScaler(real_features: np.ndarray) -> AffineScaler:  # noqa: N802 - kept as the evaluation's name
     """Per-feature z-scores with the mean and std of the REAL windows (a constant feature scales by 1)."""
-
-    def __init__(self, real_features: np.ndarray):
-        flat = real_features.reshape(-1, real_features.shape[-1])
-        self.mean = flat.mean(axis=0)
-        std = flat.std(axis=0)
-        self.std = np.where(std > 1e-12, std, 1.0)
-
-    def __call__(self, features: np.ndarray) -> np.ndarray:
-        return (features - self.mean) / self.std
+    return AffineScaler.standard(real_features)
 
 
-class MinMaxScaler:
+def MinMaxScaler(real: np.ndarray) -> AffineScaler:  # noqa: N802
     """The TimeGAN paper's scaling: (x - min) / (max - min + 1e-7) per column, min and max from REAL data."""
-
-    def __init__(self, real: np.ndarray):
-        flat = real.reshape(-1, real.shape[-1])
-        self.low = flat.min(axis=0)
-        self.span = flat.max(axis=0) - self.low
-
-    def __call__(self, values: np.ndarray) -> np.ndarray:
-        return (values - self.low) / (self.span + 1e-7)
+    return AffineScaler.unit(real)
 
 
 def timegan_windows(values, seq_len: int = 24, *, reverse: bool = False, seed: int = 0) -> np.ndarray:

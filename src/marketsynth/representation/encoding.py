@@ -24,6 +24,7 @@ import pandas as pd
 
 from marketsynth.data.bars import time_breaks, valid_candles
 from marketsynth.errors import ConfigError, DataError, ModelError
+from marketsynth.scaling import AffineScaler
 
 OHLCV = ("open", "high", "low", "close", "volume")
 SCALINGS = ("standard", "minmax")
@@ -70,13 +71,8 @@ class Representation(ABC):
             raw = np.concatenate([features[keep] for features, keep in encoded])
         else:
             raw = np.concatenate([features for features, _ in encoded])
-        if self.scaling == "standard":
-            center, scale = raw.mean(axis=0), raw.std(axis=0)
-        else:
-            low, high = raw.min(axis=0), raw.max(axis=0)
-            center, scale = (high + low) / 2, (high - low) / 2
-        self.center = center
-        self.scale = np.where(scale > 1e-12, scale, 1.0)  # a constant feature maps to 0, no division by 0
+        scaler = AffineScaler.standard(raw) if self.scaling == "standard" else AffineScaler.symmetric(raw)
+        self.center, self.scale = scaler.center, scaler.scale  # a constant feature maps to 0, no division by 0
         self.last_close = float(frames[-1]["close"].iloc[-1])
         return self
 
@@ -87,12 +83,12 @@ class Representation(ABC):
     def transform(self, features: np.ndarray) -> np.ndarray:
         """Unscaled -> scaled features."""
         self._require_fitted()
-        return (np.asarray(features, dtype=np.float64) - self.center) / self.scale
+        return AffineScaler(self.center, self.scale)(features)
 
     def inverse_transform(self, scaled: np.ndarray) -> np.ndarray:
         """Scaled -> unscaled features."""
         self._require_fitted()
-        return np.asarray(scaled, dtype=np.float64) * self.scale + self.center
+        return AffineScaler(self.center, self.scale).inverse(scaled)
 
     def decode(self, model_output, start_price: float | np.ndarray | None = None) -> np.ndarray:
         """Candles ``[n, L, 5]`` (open, high, low, close, volume) from model output ``[n, L, F]``/``[L, F]``.
