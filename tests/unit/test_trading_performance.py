@@ -315,6 +315,7 @@ def test_verdicts_in_plain_language():
     assert perf.verdict("psr", 0.97).text == "significant at 95%"
     assert perf.verdict("max_drawdown", 0.05).text == "shallow; needs +5.3% to recover"
     assert perf.verdict("max_drawdown", 0.5).tone == "poor"
+    assert perf.verdict("max_drawdown", 0.0).text == "no drawdown: equity never fell"
     assert perf.verdict("n_trades", 12).text == "too few trades for reliable statistics"
     assert perf.verdict("var_95", 0.031).text == "1 day in 20 loses more than 3.1%"
 

@@ -242,7 +242,7 @@ def underwater(equity) -> pd.Series:
 def max_drawdown(equity) -> float:
     """Largest peak-to-trough fall ``max_t (1 - E_t / max_{s<=t} E_s)`` as a positive fraction (0.25 = -25%),
     on the equity at its own resolution; the first value counts as a peak."""
-    return float(-underwater(equity).min())
+    return float(max(0.0, -underwater(equity).min()))  # max: no -0.0 for a curve that never falls
 
 
 def max_drawdown_duration(equity) -> float:
@@ -328,16 +328,23 @@ def exposure_time(times, *, exposure=None, trades=None) -> float:
     if exposure is not None:
         values = np.asarray(exposure, dtype=np.float64)
         return float((np.abs(np.nan_to_num(values)) > _TINY).mean()) if len(values) else 0.0
+    flags = in_market(times, trades)
+    return float(flags.mean()) if len(flags) else 0.0
+
+
+def in_market(times, trades) -> np.ndarray:
+    """For each of the (sorted) ``times``: is some trade open, ``entry_time <= t < exit_time`` (an open trade runs
+    to the end)."""
     index = pd.DatetimeIndex(pd.to_datetime(times, utc=True)).sort_values().as_unit("ns")
     table = as_trades(trades)
     if len(index) == 0 or len(table) == 0:
-        return 0.0
+        return np.zeros(len(index), dtype=bool)
     first = index.searchsorted(table["entry_time"], side="left")
     stop = np.where(table["exit_time"].isna(), len(index), index.searchsorted(table["exit_time"], side="left"))
     marks = np.zeros(len(index) + 1)
     np.add.at(marks, first, 1)
     np.add.at(marks, stop, -1)
-    return float((np.cumsum(marks[:-1]) > 0).mean())
+    return np.cumsum(marks[:-1]) > 0
 
 
 # ---------------------------------------------------------------------------------------------- tail and significance
@@ -533,9 +540,12 @@ def verdict(name: str, value, stats: Mapping[str, Any] | None = None) -> Verdict
                                (0.5, "poor", "severe")), ("poor", "ruinous"))
         if value >= 1:
             return Verdict("poor", "ruin: the account was wiped out")
+        if value == 0:
+            return Verdict("good", "no drawdown: equity never fell")
         return Verdict(found.tone, f"{found.text}; needs +{_pct(1 / (1 - value) - 1)} to recover")
     if name == "max_drawdown_duration":
-        return _bands(value, ((30, "good", "recovers within a month"), (180, "fair", "months under water")),
+        return _bands(value, ((1e-9, "good", "never under water"), (30, "good", "recovers within a month"),
+                              (180, "fair", "months under water")),
                       ("poor", "long under water: more than half a year"))
     if name == "psr":
         return _bands(value, ((0.95, "poor", "not significant — the Sharpe ratio could be luck"),
@@ -566,12 +576,12 @@ def verdict(name: str, value, stats: Mapping[str, Any] | None = None) -> Verdict
         return Verdict("poor" if value < 0 else "good" if value > 0 else "fair",
                        text + ("; annualised over fewer than 90 days: unreliable"
                                if short and name in ("cagr", "annual_return") else ""))
+    if name in ("var_95", "cvar_95") and value <= 0:
+        return Verdict("info", "even the worst day in 20 loses nothing")
     if name == "var_95":
-        return Verdict("info", f"1 day in 20 loses more than {_pct(value)}" if value > 0
-                       else "even the worst day in 20 is a gain")
+        return Verdict("info", f"1 day in 20 loses more than {_pct(value)}")
     if name == "cvar_95":
-        return Verdict("info", f"the worst day in 20 loses {_pct(value)} on average" if value > 0
-                       else "even the worst day in 20 is a gain")
+        return Verdict("info", f"the worst day in 20 loses {_pct(value)} on average")
     if name == "avg_trade_duration":
         return Verdict("info", f"about {value * 24:.1f} hours" if value < 2 else f"about {value:.1f} days")
     return Verdict("info", "")
@@ -579,8 +589,9 @@ def verdict(name: str, value, stats: Mapping[str, Any] | None = None) -> Verdict
 
 _UNDEFINED = {"sharpe": "undefined: the equity is flat", "sortino": "undefined: no losing day",
               "calmar": "undefined: no drawdown", "psr": "undefined: too few days or flat equity",
-              "win_rate": "no trades", "profit_factor": "no trades", "expectancy": "no trades", "sqn":
-              "needs at least 2 trades with different results", "avg_trade_duration": "no trades",
+              "win_rate": "no trades", "profit_factor": "no trades", "expectancy": "no trades",
+              "sqn": "needs at least 2 trades with different results",
+              "avg_trade_return": "no trades or no trade returns", "avg_trade_duration": "no trades",
               "cagr": "undefined: span too short", "var_95": "no daily returns", "cvar_95": "no daily returns"}
 
 
