@@ -12,18 +12,21 @@ Library code takes plain keyword arguments; config files are read by the CLI.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from marketsynth.checkpoint import Checkpoint, is_checkpoint, load_checkpoint, save_checkpoint
+from marketsynth.checkpoint import Checkpoint, is_checkpoint, load_checkpoint
 from marketsynth.data.load import FileSource, MarketData, SampleSource, StoreSource, source_to_dict
 from marketsynth.data.load import load as load_market_data
 from marketsynth.errors import ConfigError, ModelError
 from marketsynth.models.base import GenerativeModel, History
-from marketsynth.models.registry import get_model_class
+from marketsynth.models.capabilities import Conditional
+from marketsynth.models.data import TrainingData
+from marketsynth.models.registry import DEFAULT_MODEL, get_model_class
+from marketsynth.progress import Progress
 
 
 @dataclass
@@ -32,8 +35,9 @@ class TrainResult:
     representation: Any
     history: History
     checkpoint: Path | None
-    n_windows: int
+    n_windows: int  # training items (windows, sequences, bars, feature rows), before any balancing
     source: dict[str, Any] = field(default_factory=dict)
+    items: str = ""  # what the model trained on, e.g. "1976 windows of 24 bars"
 
     @property
     def final_losses(self) -> dict[str, float]:
@@ -67,32 +71,37 @@ def load_data(*, csv: str | Path | None = None, sample: str | None = None, symbo
     return load_market_data(StoreSource(symbol.upper(), interval, exchange, store, start, end))
 
 
-def train(model: str = "dcgan", bars: pd.DataFrame | None = None, *, csv=None, symbol: str | None = None,
+def train(model: str = DEFAULT_MODEL, bars: pd.DataFrame | None = None, *, csv=None, symbol: str | None = None,
           interval: str | None = None, exchange: str | None = None, store: str | None = None, start=None,
-          end=None, representation: str = "log-returns", config: dict[str, Any] | None = None, epochs: int = 50,
-          seed: int = 0, device: str = "cpu", out: str | Path | None = None, checkpoint_every: int = 10,
-          resume: bool = False, overwrite: bool = False, val_fraction: float = 0.0, progress: bool = True,
-          on_epoch=None, label_column: str | None = None, data_source: dict[str, Any] | None = None) -> TrainResult:
+          end=None, representation: str = "log-returns", config: dict[str, Any] | None = None,
+          epochs: int | None = None, seed: int = 0, device: str = "cpu", out: str | Path | None = None,
+          checkpoint_every: int = 10, resume: bool = False, overwrite: bool = False, val_fraction: float = 0.0,
+          progress: Progress | bool | None = None, on_epoch=None, label_column: str | None = None,
+          data_source: dict[str, Any] | None = None) -> TrainResult:
     """Fit a registered model on candles (``bars``, or loaded like ``load_bars``) and checkpoint it to ``out``.
 
     ``config`` holds model settings (``seq_len``, ``latent_dim``, ``batch_size``, ``gen_lr``, ``disc_lr`` and
-    model-specific ones); unspecified ones take the model's defaults. With ``resume`` the model, its settings
-    and the representation come from the checkpoint in ``out`` and ``epochs`` is the total to reach.
-    Under ``torchrun`` this trains with DistributedDataParallel (see ``marketsynth.training``).
-    ``data_source`` (``data.load.source_to_dict``) records where given ``bars`` came from, so the checkpoint can
-    find its real data again (``scenarios``). Conditional models (cgan) get one regime label per training window:
-    automatic (``marketsynth.regimes``) or the majority of the per-bar labels in ``label_column`` (a column of
-    ``bars`` or of the ``csv`` file).
+    model-specific ones); unspecified ones take the model's defaults. ``epochs`` defaults to the model's
+    ``default_epochs``. With ``resume`` the model, its settings and the representation come from the checkpoint
+    in ``out`` and ``epochs`` is the total to reach. Under ``torchrun`` this trains with DistributedDataParallel
+    (see ``marketsynth.training``). ``data_source`` (``data.load.source_to_dict``) records where given ``bars``
+    came from, so the checkpoint can find its real data again (``scenarios``). Conditional models (cgan) get one
+    regime label per training window: automatic (``marketsynth.regimes``) or the majority of the per-bar labels
+    in ``label_column`` (a column of ``bars`` or of the ``csv`` file). ``progress``: a
+    ``marketsynth.progress.Progress`` that receives the ``train`` stage (the CLI passes one that draws it);
+    anything else trains silently.
+
+    Every model takes the same path (``models.base``): its representation, ``configure`` from the data,
+    ``training_arrays`` from the gap-free bar segments, then ``training.fit_model``.
     """
-    from marketsynth.representation import chronological_split, make_representation, windows_from_bars
-    from marketsynth.timeframes import bars_per_day, position_in_day
-    from marketsynth.training import distributed_session, resolve_device, train_loop
+    from marketsynth.regimes import bar_labels
+    from marketsynth.training import distributed_session, fit_model, resolve_device
 
     cls = get_model_class(model)
-    if label_column and not cls.conditional:
+    if label_column and not issubclass(cls, Conditional):
         raise ConfigError(f"--label-column only applies to conditional models (cgan), not {cls.name}")
     config = dict(config or {})
-    bar_features = getattr(cls, "learns_bar_features", False)
+    epochs = cls.default_epochs if epochs is None else epochs
     out = Path(out) if out is not None else None
     with distributed_session(device) as info:
         torch_device = resolve_device(device)  # fail before any work when the device does not exist
@@ -111,61 +120,22 @@ def train(model: str = "dcgan", bars: pd.DataFrame | None = None, *, csv=None, s
             _check_same_settings(loaded, cls.name, config)
             net, rep = loaded.model, loaded.representation
             net.seed = seed
-        elif bar_features:
-            net, rep = cls(config, device=torch_device, seed=seed), None
         else:
-            needed = cls.requires_representation
-            if needed and representation != needed:
-                raise ConfigError(f"{cls.name} needs the {needed} representation, not {representation}; "
-                                  f"drop --representation or use --representation {needed}")
-            scaling = "minmax" if representation == "minmax-ohlcv" else cls.scaling
-            rep = make_representation(representation, scaling=scaling).fit(bars)
-            if "season" in {f.name for f in fields(cls.Config)} and "season" not in config:
-                config["season"] = bars_per_day(bars["time"], interval)  # learn the daily cycle of intraday bars
-            net = cls({**config, "n_features": rep.n_features}, device=torch_device, seed=seed)
-        data_meta: dict[str, Any] = {}
-        if bar_features:  # the model computes, splits and standardises its own inputs (models/glow.py)
-            windows, val, data_meta = net.training_data(bars, val_fraction)
-        else:
-            cut = windows_from_bars(bars, rep, net.config.seq_len, timeframe=interval)
-            windows, val = cut.features, None
-            if val_fraction:
-                windows, val = chronological_split(windows, val_fraction)
-        conditions = None
-        if cls.conditional:  # regime labels of the training windows (the first len(windows): the split is in order)
-            net, conditions, regime_meta = _regime_labels(net, bars, cut.start_index[: len(windows)], label_column,
-                                                          csv)
-            data_meta.update(regime_meta)
-        elif getattr(net.config, "season", 0):  # each window's first bar's position in the day
-            conditions = position_in_day(bars["time"].to_numpy()[cut.start_index[: len(windows)]], net.config.season)
+            rep = cls.representation_for(representation)
+            rep = rep.fit(bars) if rep is not None else None
+        labels = bar_labels(bars, label_column, csv) if label_column else None
+        data = TrainingData(bars, timeframe=interval, representation=rep, val_fraction=val_fraction,
+                            label_column=label_column, bar_labels=labels)
+        if not resume:
+            net = cls(cls.configure(config, data), device=torch_device, seed=seed)
+        arrays = net.training_arrays(data)
         rep_name = rep.name if rep is not None else "bar-features"
-        meta = {**source, "representation": rep_name, "windows": len(windows), **data_meta}
+        meta = {**source, "representation": rep_name, "windows": arrays.count, **arrays.meta}
         settings = {"representation": rep_name, "val_fraction": val_fraction, "epochs": epochs}
-        if cls.iterative:
-            run = type(net).fit if cls.conditional else train_loop  # cgan's fit balances the regimes first
-            history = run(net, windows, conditions, epochs=epochs, out_dir=out, checkpoint_every=checkpoint_every,
-                          resume=resume, seed=seed, val_windows=val, progress=progress, on_epoch=on_epoch,
-                          representation=rep, meta=meta, training_settings=settings)
-        else:
-            if resume:
-                raise ModelError(f"{cls.name} is fitted in one pass and cannot be resumed; drop --resume")
-            if info.active:
-                raise ModelError(f"{cls.name} is fitted in one pass; run it without torchrun")
-            history = net.fit(windows, epochs=epochs)
-            if out is not None:
-                save_checkpoint(out, net, representation=rep, training=settings, meta={**meta, "seed": seed},
-                                history=history, epoch=1)
-    return TrainResult(net, rep, history, out, len(windows), source)
-
-
-def _regime_labels(net: GenerativeModel, bars: pd.DataFrame, starts, label_column: str | None, csv):
-    """(model, label per training window, meta) for a conditional model (see ``models.cgan``)."""
-    from marketsynth.models.cgan import label_training_windows
-    from marketsynth.regimes import bar_labels
-
-    per_bar = bar_labels(bars, label_column, csv) if label_column else None
-    net, labels = label_training_windows(net, bars, starts, bar_labels=per_bar, column=label_column)
-    return net, labels, {"regimes": dict(zip(net.regimes, net.label_counts, strict=True))}
+        history = fit_model(net, arrays, epochs=epochs, out=out, resume=resume, seed=seed,
+                            checkpoint_every=checkpoint_every, progress=progress if isinstance(progress, Progress)
+                            else None, on_epoch=on_epoch, representation=rep, meta=meta, settings=settings)
+    return TrainResult(net, rep, history, out, arrays.count, source, arrays.describe())
 
 
 def load(path: str | Path, *, device: str = "cpu") -> Checkpoint:
@@ -177,10 +147,11 @@ def load(path: str | Path, *, device: str = "cpu") -> Checkpoint:
 
 def sample(model: Checkpoint | str | Path, num_samples: int = 100, *, seed: int = 0, length: int | None = None,
            start_price: float | None = None, normalized: bool = False, interpolate: bool = False,
-           interp_steps: int = 10, temperature: float = 1.0, device: str = "cpu",
+           interp_steps: int = 10, temperature: float | None = None, device: str = "cpu",
            output: str | Path | None = None, regime: str | None = None) -> pd.DataFrame:
     """Synthetic candles from a checkpoint as a long frame (see ``marketsynth.generation``); also written to
-    ``output`` (.csv or .parquet) when given. ``regime``: the label a conditional model (cgan) generates."""
+    ``output`` (.csv or .parquet) when given. ``regime``: the label a conditional model (cgan) generates;
+    ``temperature``: only for models with a sampling temperature (``models.capabilities.Temperature``)."""
     from marketsynth.generation import generate_frame, write_output
 
     checkpoint = model if isinstance(model, Checkpoint) else load(model, device=device)

@@ -33,6 +33,8 @@ from safetensors.torch import load_file, save_file
 import marketsynth
 from marketsynth.errors import ModelError
 from marketsynth.models.base import GenerativeModel, History
+from marketsynth.models.registry import get_model_class
+from marketsynth.representation import representation_from_dict
 
 FORMAT = "marketsynth.checkpoint"
 VERSION = 1
@@ -100,9 +102,6 @@ def save_checkpoint(path: str | Path, model: GenerativeModel, *, representation=
 
 def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> Checkpoint:
     """Rebuild the model (weights, extra state) and its representation; any problem is one ModelError line."""
-    from marketsynth.models.registry import get_model_class
-    from marketsynth.representation import representation_from_dict
-
     path = _recovered(Path(path))
     config = read_config(path)
     cls = get_model_class(config["model"])

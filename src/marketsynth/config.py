@@ -48,7 +48,7 @@ class DataSettings(Section):
 
 
 class ModelSettings(Section):
-    name: str = "autoregressive"
+    name: str | None = None  # None: the default model (models.registry.DEFAULT_MODEL)
     representation: Literal["log-returns", "log-returns-level", "minmax-ohlcv"] = "log-returns"
     seq_len: int = Field(24, ge=4)
     latent_dim: int = Field(100, gt=0)

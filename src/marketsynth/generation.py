@@ -15,9 +15,10 @@ windows whose ``sample_id`` runs along the walk. Spherical interpolation keeps t
 Gaussian prior puts them at (a straight line between two Gaussian codes passes through low-norm codes the
 generator never saw); it falls back to linear interpolation for (nearly) parallel codes.
 
-Conditional models (cgan) generate the regime asked for (``regime``) or, without one, labels drawn with the
-training windows' regime frequencies (interpolation walks use one regime: the asked one or the most common); their
-frames get a ``regime`` column.
+Conditional models (``models.capabilities.Conditional``: cgan) generate the regime asked for (``regime``) or,
+without one, labels drawn with the training windows' regime frequencies (interpolation walks use one regime: the
+asked one or the most common); their frames get a ``regime`` column. A ``temperature`` goes only to models that
+have one (``Temperature``); the others refuse it in one line (``GenerativeModel.sample``).
 
 Outputs are deterministic: the same checkpoint, options and seed give a byte-identical file.
 """
@@ -32,15 +33,13 @@ import torch
 
 from marketsynth.errors import ModelError
 from marketsynth.models.base import GenerativeModel
+from marketsynth.models.capabilities import Conditional
 
 
 def sample_paths(model: GenerativeModel, n: int, *, seed: int = 0, length: int | None = None,
-                 temperature: float = 1.0, conditions=None) -> np.ndarray:
-    """``[n, length, F]`` in model space (long paths as described in the module docstring)."""
-    if n < 1:
-        raise ModelError(f"--num-samples must be at least 1, got {n}")
-    if length is not None and length < 1:
-        raise ModelError(f"--length must be at least 1, got {length}")
+                 temperature: float | None = None, conditions=None) -> np.ndarray:
+    """``[n, length, F]`` in model space (long paths as described in the module docstring); the model checks
+    the arguments."""
     return np.asarray(model.sample(n, conditions, seed=seed, length=length, temperature=temperature))
 
 
@@ -73,7 +72,8 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 
 def generate_frame(model: GenerativeModel, representation, n: int, *, seed: int = 0, length: int | None = None,
                    start_price: float | None = None, normalized: bool = False, interpolate: bool = False,
-                   interp_steps: int = 10, temperature: float = 1.0, regime: str | None = None) -> pd.DataFrame:
+                   interp_steps: int = 10, temperature: float | None = None,
+                   regime: str | None = None) -> pd.DataFrame:
     """Synthetic candles as a long frame ``sample_id, timestep, open, high, low, close, volume`` (price units,
     anchored at ``start_price`` or the representation's last real close), or with ``normalized`` the model-space
     features ``sample_id, timestep, <feature names>``; plus ``regime`` for conditional models."""
@@ -82,12 +82,14 @@ def generate_frame(model: GenerativeModel, representation, n: int, *, seed: int 
         if length is not None and length != model.config.seq_len:
             raise ModelError(f"--interpolate walks between windows of the training length "
                              f"({model.config.seq_len}); drop --length")
-        if model.conditional:
+        if temperature is not None:
+            raise ModelError("--interpolate walks the latent codes as drawn; drop --temperature")
+        if isinstance(model, Conditional):
             label = regime_conditions(model, regime, 1)[0] if regime else model.most_common_regime()
             labels = np.full((max(n, 2) - 1) * max(interp_steps, 1) + 1, label, dtype=np.int64)
         array = interpolate_paths(model, n, interp_steps, seed=seed, conditions=labels)
     else:
-        if model.conditional:
+        if isinstance(model, Conditional):
             labels = regime_conditions(model, regime, n) if regime else model.draw_conditions(n, seed=seed)
         elif regime is not None:
             regime_conditions(model, regime, n)  # the one-line error
@@ -108,7 +110,7 @@ def regime_conditions(model: GenerativeModel, regime: str | None, n: int):
     """Label indices for ``n`` windows of ``regime`` (None without one), or a one-line error."""
     if regime is None:
         return None
-    if not model.conditional:
+    if not isinstance(model, Conditional):
         raise ModelError(f"{model.name} is not conditional, so --regime {regime} does not apply; drop it, or train "
                          f"--model cgan")
     return model.encode_conditions([regime] * n)

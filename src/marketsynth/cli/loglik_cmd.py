@@ -1,4 +1,5 @@
-"""``marketsynth loglik``: the exact log-likelihood of every bar's features under a flow model (glow).
+"""``marketsynth loglik``: the exact log-likelihood of every bar's features under a model with exact likelihood
+(``models.capabilities.Likelihood``: the glow flow).
 
 For anomaly and regime screens: a bar whose feature vector (``marketsynth.features.bar_features``) the model
 finds unlikely has a low ``loglik_nats`` / high ``nll_bits_per_dim``. The first ``WARMUP_BARS`` bars of the
@@ -16,6 +17,8 @@ import typer
 
 from marketsynth.cli.common import console
 from marketsynth.errors import ConfigError, ModelError
+from marketsynth.models.capabilities import Likelihood
+from marketsynth.models.registry import models_with
 
 _SHOW_LEAST_LIKELY = 3
 
@@ -25,7 +28,8 @@ def register(app: typer.Typer) -> None:
 
 
 def loglik(
-    model: Path = typer.Option(..., "--model", "-m", help="Checkpoint directory of a glow model."),
+    model: Path = typer.Option(..., "--model", "-m", help="Checkpoint directory of a model with exact likelihood ("
+                               + ", ".join(models_with(Likelihood)) + ")."),
     csv: Path = typer.Option(None, "--csv", help="Score a candle file (CSV or Parquet; Binance/Bybit/generic)."),
     symbol: str = typer.Option(None, "--symbol", "-s", help="Score stored candles of this symbol..."),
     interval: str = typer.Option(None, "--interval", "-i", help="...at this interval, e.g. 1h."),
@@ -66,8 +70,9 @@ def require_exact_likelihood(path: Path):
 
     config = read_config(path)
     cls = get_model_class(config["model"])
-    if not getattr(cls, "exact_likelihood", False):
-        raise ModelError(f"loglik needs a model with exact likelihood (glow); {path} holds a {cls.name}")
+    if not issubclass(cls, Likelihood):
+        raise ModelError(f"loglik needs a model with exact likelihood ({', '.join(models_with(Likelihood))}); "
+                         f"{path} holds a {cls.name}")
     return cls
 
 
@@ -77,7 +82,7 @@ def loglik_frame(model, bars: pd.DataFrame) -> pd.DataFrame:
     from marketsynth.features import bar_features
 
     features = bar_features(bars)
-    nats = np.asarray(model.log_prob(features.to_numpy()), dtype=np.float64)
+    nats = np.asarray(model.log_likelihood(features.to_numpy()), dtype=np.float64)
     bits = -nats / (features.shape[1] * np.log(2))
     time = features.index if isinstance(features.index, pd.DatetimeIndex) else np.arange(len(features))
     return pd.DataFrame({"time": time, "loglik_nats": nats, "nll_bits_per_dim": bits})

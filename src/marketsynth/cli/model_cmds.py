@@ -10,14 +10,23 @@ from pathlib import Path
 import typer
 import yaml
 
-from marketsynth.cli.common import console, err_console
+from marketsynth.cli.common import console, err_console, stage_display
 from marketsynth.config import Settings, load_settings
 from marketsynth.errors import ConfigError
+from marketsynth.models.capabilities import Conditional, Temperature
+from marketsynth.models.registry import DEFAULT_MODEL, MODELS, model_names, models_with
 
-MODEL_HELP = "Model: dcgan | wgan-gp | timegan | garch | glow | cgan | autoregressive."
-LONG_PATHS = ("Longer than the training window: recurrent models (wgan-gp, timegan, garch, autoregressive) continue "
-              "their state; "
-              "dcgan chains independent windows (continuous in price with log-returns features).")
+MODEL_HELP = "Model: " + " | ".join(model_names()) + "."
+LONG_PATHS = ("Longer than the training window: recurrent models ("
+              + ", ".join(n for n, c in MODELS.items() if c.native_long_paths and c.models_candles)
+              + ") continue their state; "
+              + ", ".join(n for n, c in MODELS.items() if not c.native_long_paths and c.models_candles)
+              + " chains independent windows (continuous in price with log-returns features).")
+EPOCHS_HELP = ("Epochs in total, also with --resume (default: the model's own: "
+               + ", ".join(f"{n} {c.default_epochs}" for n, c in MODELS.items()) + ").")
+TEMPERATURE_HELP = ("Sampling temperature (1 = as trained), only for models whose temperature widens the "
+                    "distribution: " + ", ".join(models_with(Temperature)) + "; others refuse it (cgan: use --regime "
+                    "crash).")
 
 
 def register(app: typer.Typer) -> None:
@@ -36,7 +45,7 @@ def train(
     end: str = typer.Option(None, "--end", help="Last bar time, exclusive (UTC)."),
     config: Path = typer.Option(None, "--config", "-c", help="marketsynth.yaml; options given here override it."),
     seq_len: int = typer.Option(None, "--seq-len", min=2, help="Bars per training window (default: 24)."),
-    epochs: int = typer.Option(None, "--epochs", min=1, help="Epochs in total, also with --resume (default: 50)."),
+    epochs: int = typer.Option(None, "--epochs", min=1, help=EPOCHS_HELP),
     batch_size: int = typer.Option(None, "--batch-size", min=2, help="Windows per batch (default: the model's)."),
     latent_dim: int = typer.Option(None, "--latent-dim", min=1, help="Noise size (default: the model's)."),
     gen_lr: float = typer.Option(None, "--gen-lr",
@@ -67,33 +76,32 @@ def train(
     from marketsynth import api
 
     settings = load_settings(config) if config else Settings()
-    name = model or (settings.model.name if config else None)
+    name = model or ((settings.model.name or DEFAULT_MODEL) if config else None)
     if not name:
-        raise ConfigError("say which model: --model autoregressive | dcgan | wgan-gp | timegan | garch | glow | "
-                          "cgan (or --config FILE)")
+        raise ConfigError(f"say which model: --model {' | '.join(model_names())} (or --config FILE)")
     model_config = _model_config(settings, seq_len=seq_len, latent_dim=latent_dim, batch_size=batch_size,
                                  gen_lr=gen_lr, disc_lr=disc_lr, options=option or [])
     ts = settings.training
     source_name = symbol.upper() if symbol else (csv.name.split(".")[0] if csv else "data")
     out = out or Path(ts.out) / f"{name.lower()}-{source_name}"
-    with one_line_warnings():
+    with one_line_warnings(), stage_display() as progress:
         result = api.train(
             name, csv=csv, symbol=symbol, interval=interval, exchange=exchange, store=store, start=start, end=end,
             representation=representation or settings.model.representation, config=model_config,
-            epochs=epochs or ts.epochs, seed=ts.seed if seed is None else seed, device=device or ts.device,
+            epochs=epochs or (ts.epochs if "epochs" in ts.model_fields_set else None),
+            seed=ts.seed if seed is None else seed, device=device or ts.device,
             out=out, checkpoint_every=checkpoint_every or ts.checkpoint_every, resume=resume,
-            overwrite=overwrite, val_fraction=val_fraction, progress=True, label_column=label_column,
+            overwrite=overwrite, val_fraction=val_fraction, progress=progress, label_column=label_column,
         )
     if int(os.environ.get("RANK", "0")) != 0:
         return
     rows = result.history.rows
-    cfg = result.model.config
     how = f"{rows[-1].get('epoch', len(rows)) if rows else 0} epoch(s)" if result.model.iterative else "one fit"
-    console.print(f"trained {result.model.name}: {how} on {result.n_windows} windows of {cfg.seq_len} bars from "
+    console.print(f"trained {result.model.name}: {how} on {result.items} from "
                   f"{result.source.get('file') or source_name}")
     losses = "  ".join(f"{k} {v:.4g}" for k, v in result.final_losses.items() if isinstance(v, int | float))
     console.print(f"final: {losses}")
-    if result.model.conditional:
+    if isinstance(result.model, Conditional):
         for line in result.model.describe_regimes():
             console.print(line, markup=False, highlight=False)
     console.print(f"checkpoint: {out}  (next: marketsynth generate --model {out} --num-samples 100 "
@@ -111,7 +119,7 @@ def generate(
     interpolate: bool = typer.Option(False, "--interpolate",
                                      help="Walk the latent space between consecutive samples (spherical)."),
     interp_steps: int = typer.Option(10, "--interp-steps", min=1, help="Steps between two samples."),
-    temperature: float = typer.Option(1.0, "--temperature", help="Noise scale (1 = as trained)."),
+    temperature: float = typer.Option(None, "--temperature", help=TEMPERATURE_HELP),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto."),
     regime: str = typer.Option(None, "--regime", help="cgan: generate this regime (e.g. bull, bear, crash); "
                                                       "default: the training mix."),
@@ -134,7 +142,7 @@ def generate(
     kind = "model-space windows" if normalized else "candle paths"
     console.print(f"wrote {paths} {kind} x {bars} bars ({len(frame)} rows) from {checkpoint.model.name} "
                   f"to {output}")
-    if checkpoint.model.conditional and not normalized:
+    if isinstance(checkpoint.model, Conditional) and not normalized:
         _print_regime_stats(checkpoint.model, frame)
 
 

@@ -11,6 +11,10 @@ from rich.table import Table
 
 from marketsynth.cli.common import console, progress_bar, split_list
 from marketsynth.errors import ConfigError
+from marketsynth.models.capabilities import Temperature
+from marketsynth.models.registry import models_with
+
+TEMPERATURE_MODELS = ", ".join(models_with(Temperature))
 
 LEVEL_TEXT = "Losses are positive fractions of capital"
 
@@ -23,14 +27,18 @@ def scenarios(
     model: Path = typer.Option(..., "--model", "-m", help="Checkpoint directory written by 'marketsynth train'."),
     num: int = typer.Option(2000, "--num", "-n", help="Scenarios to simulate (at least 10)."),
     horizon: int = typer.Option(24, "--horizon", help="Bars per scenario; the return is close_H / start - 1."),
-    temperature: float = typer.Option(1.0, "--temperature", help="Noise scale of the base run (1 = as trained)."),
+    temperature: float = typer.Option(None, "--temperature",
+                                      help="Sampling temperature of the base run (1 = as trained; default 1), only "
+                                           "for models whose temperature widens the distribution: " + TEMPERATURE_MODELS
+                                           + ". Others refuse it (cgan: use --regime crash)."),
     regime: str = typer.Option(None, "--regime", help="Regime of a conditional model (cgan): bull | bear | crash."),
     position: float = typer.Option(1.0, "--position",
                                    help="Exposure as a multiple of capital: 1 long, -1 short, 2 = 2x levered."),
     threshold: float = typer.Option(0.1, "--threshold", help="Loss fraction whose probability is reported."),
     seed: int = typer.Option(0, "--seed", help="Same seed, same scenarios (and the same draws at every temperature)."),
-    stress_temperatures: str = typer.Option("1.0,1.5,2.0", "--stress-temperatures",
-                                            help="Temperatures of the stress table, comma-separated."),
+    stress_temperatures: str = typer.Option(None, "--stress-temperatures",
+                                            help="Temperatures of the stress table, comma-separated (default "
+                                                 "1.0,1.5,2.0; only models with a temperature)."),
     real: Path = typer.Option(None, "--real", help="Real candles to compare with (CSV or Parquet)..."),
     symbol: str = typer.Option(None, "--symbol", "-s", help="...or stored candles of this symbol..."),
     interval: str = typer.Option(None, "--interval", "-i", help="...at this interval, e.g. 1h."),
@@ -49,7 +57,7 @@ def scenarios(
     from marketsynth import api
     from marketsynth.risk.scenarios import analyse, check_settings, regime_conditions, stress_settings, training_bars
 
-    temperatures = _floats(stress_temperatures)
+    temperatures = _floats(stress_temperatures) if stress_temperatures is not None else None
     check_settings(num=num, horizon=horizon, temperature=temperature, position=position, threshold=threshold,
                    stress_temperatures=temperatures)
     for path, suffix, option in ((json_path, ".json", "--json"), (report, ".html", "--report")):
@@ -96,11 +104,19 @@ def _floats(text: str) -> list[float]:
 
 def _print(analysis) -> None:
     from marketsynth.risk.measures import LEVELS
-    from marketsynth.risk.report import RISK_COLUMNS, STRESS_COLUMNS, distribution_rows, risk_rows, stress_row
+    from marketsynth.risk.report import (
+        RISK_COLUMNS,
+        STRESS_COLUMNS,
+        distribution_rows,
+        risk_rows,
+        stress_row,
+        temperature_text,
+    )
 
     s, base, real = analysis.settings, analysis.base, analysis.real
     title = (f"{s['num']} scenarios × {s['horizon']} bars from {analysis.model['name']} "
-             f"(T={s['temperature']:g}{', ' + s['regime'] if s['regime'] else ''}, position {s['position']:g})")
+             f"({temperature_text(s, short=True)}{', ' + s['regime'] if s['regime'] else ''}, "
+             f"position {s['position']:g})")
     risk = Table(title=title)
     for name in RISK_COLUMNS:
         risk.add_column(name, justify="left" if name == "measure" else "right")
@@ -122,7 +138,7 @@ def _print(analysis) -> None:
     console.print(dist)
     stress = Table(title=f"stress tests (same seed; P(loss > {s['threshold']:g}))")
     for name in STRESS_COLUMNS:
-        stress.add_column(name, justify="left" if name == "setting" else "right")
+        stress.add_column(name, justify="left" if name in ("setting", "changes", "flag") else "right")
     for row in analysis.stress:
         stress.add_row(*stress_row(row))
     console.print(stress)

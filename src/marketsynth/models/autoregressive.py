@@ -19,20 +19,23 @@ Model
     -log P(no atom) - log(mixture density) for the others (``nll``; nats per feature per bar).
 
 Training data
-    The shared loop hands models windows of ``seq_len`` bars; this model rebuilds the underlying gap-free
-    segments (``representation.segments_from_windows``) and trains on longer overlapping sequences of
-    ``train_len`` bars, so its state learns from more history than one window.
+    ``training_arrays`` takes the gap-free bar segments straight from ``TrainingData`` and cuts overlapping
+    sequences of ``train_len`` bars from each (``sequences``), so the state learns from more history than one
+    window of ``seq_len`` bars and no sequence crosses a time gap. Held-out data are windows of ``seq_len``
+    bars, scored from the empty state (``val_nll``).
 
 Daily cycle
     Hourly crypto volume and volatility follow the clock (on BTC 1h, mean log volume is 1 std higher at 14:00
-    than at 04:00 UTC). For intraday bars ``api.train`` sets ``season`` to the bars per day and gives each window
-    its first bar's position in the day; the GRU then also reads the sine and cosine of each bar's time of day.
+    than at 04:00 UTC). For intraday bars ``configure`` sets ``season`` to the bars per day (from the bar times)
+    and each sequence gets its first bar's position in the day; the GRU then also reads the sine and cosine of
+    each bar's time of day.
 
 Sampling
     Every path starts from the empty state (no real window's), at a uniformly drawn time of day unless given,
     runs ``warmup`` bars that are thrown away (default none), then ``length`` bars are kept. Draws are
     clipped to the training range of each feature widened by ``clip_margin`` of its spread, which keeps a
-    rare runaway path from feeding itself ever larger moves. ``temperature`` multiplies every component's scale.
+    rare runaway path from feeding itself ever larger moves. ``temperature`` multiplies every mixture component's
+    scale (a ``Temperature`` model: the spread of every draw widens, so VaR and CVaR rise with it).
 """
 
 from __future__ import annotations
@@ -47,7 +50,10 @@ from torch.nn import functional as F  # noqa: N812 - torch's convention
 
 from marketsynth.errors import ModelError
 from marketsynth.models.base import GenerativeModel, ModelConfig
-from marketsynth.representation import create_sequences, segments_from_windows
+from marketsynth.models.capabilities import Temperature
+from marketsynth.models.data import TrainingArrays, TrainingData
+from marketsynth.representation import create_sequences
+from marketsynth.timeframes import bars_per_day, position_in_day
 
 _SAMPLE_PATHS = 8192  # paths per chunk when sampling (bounds the noise drawn at once)
 _START_EVERY = 8  # the empty state's loss is scored on every 8th bar of each training sequence
@@ -76,7 +82,7 @@ class AutoregressiveConfig(ModelConfig):
     clip_margin: float = 0.25  # samples stay within the training range widened by this share of its spread
     grad_clip: float = 1.0
     atom_share: float = 0.005  # a value repeated exactly in this share of bars is modelled as an atom
-    season: int = 0  # bars per day for intraday bars (set by ``api.train`` from the bar times); 0: no daily cycle
+    season: int = 0  # bars per day for intraday bars (set by ``configure`` from the bar times); 0: no daily cycle
 
 
 class _FeatureHead(nn.Module):
@@ -102,7 +108,7 @@ class MixtureGRU(nn.Module):
         self.heads = nn.ModuleList(
             _FeatureHead(cfg.hidden_size + j, cfg.head_size, cfg.mixtures) for j in range(cfg.n_features)
         )
-        # Set from the training data by ``training_windows`` and saved with the weights: per-feature bounds for
+        # Set from the training data by ``sequences`` and saved with the weights: per-feature bounds for
         # sampled values, and each feature's atom (a value that repeats exactly, e.g. open == previous close)
         self.register_buffer("low", torch.full((cfg.n_features,), -1e6))
         self.register_buffer("high", torch.full((cfg.n_features,), 1e6))
@@ -174,8 +180,10 @@ class MixtureGRU(nn.Module):
         return torch.stack(out, dim=1)
 
 
-class AutoregressiveModel(GenerativeModel):
+class AutoregressiveModel(Temperature, GenerativeModel):
     name = "autoregressive"
+    default_epochs = 10
+    temperature_scales = "the mixture components' scales"
     Config: ClassVar[type[ModelConfig]] = AutoregressiveConfig
     scaling = "standard"
     has_latent = False
@@ -190,7 +198,7 @@ class AutoregressiveModel(GenerativeModel):
         _check_config(cfg)
         self.network = MixtureGRU(cfg).to(self.device)
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=cfg.gen_lr)
-        self.sequence_length: int | None = None  # bars per training sequence, set by ``training_windows``
+        self.sequence_length: int | None = None  # bars per training sequence, set by ``sequences``
 
     def modules(self) -> dict[str, nn.Module]:
         return {"network": self.network}
@@ -203,28 +211,50 @@ class AutoregressiveModel(GenerativeModel):
     def window_length(self) -> int:
         return self.sequence_length or self.config.train_len
 
-    def training_windows(self, windows: np.ndarray, conditions: np.ndarray | None = None):
-        """``(sequences, start phases)``: sequences (stride 1) of ``train_len`` bars from the gap-free segments
-        under the ``seq_len`` windows (with little data, of half the longest segment, at least ``seq_len``, so
-        there are several; shorter segments are left out), and each one's first bar's position in the day from
-        ``conditions`` (the windows' first bars' positions; zeros when not given). Also sets the sampling bounds
-        and the atoms from those bars."""
+    @classmethod
+    def configure(cls, config: dict, data: TrainingData) -> dict:
+        """Also ``season``: the bars per day of intraday bars (the daily cycle), unless given."""
+        config = super().configure(config, data)
+        if "season" not in config:
+            config["season"] = bars_per_day(data.bars["time"], data.timeframe)
+        return config
+
+    def training_arrays(self, data: TrainingData) -> TrainingArrays:
+        """Sequences from the gap-free segments of the training bars (``sequences``), each with its first bar's
+        position in the day; held-out windows of ``seq_len`` bars when ``val_fraction`` is set."""
+        split = data.split(self.config.seq_len)
+        encoded, runs = data.encoded(), data.feature_runs(split.stop)
+        season = self.config.season
+        phases = position_in_day(data.bars["time"].to_numpy(), season) if season else None
+        arrays = self.sequences([encoded[r] for r in runs], None if phases is None else [phases[r] for r in runs])
+        arrays.val = None if split.val is None else split.val.features
+        return arrays
+
+    def sequences(self, segments: list[np.ndarray], phases: list[np.ndarray] | None = None) -> TrainingArrays:
+        """Sequences (stride 1) of ``train_len`` bars from gap-free segments ``[T_k, F]`` (with little data, of
+        half the longest segment, at least ``seq_len``, so there are several; shorter segments are left out), and
+        each one's first bar's position in the day from ``phases`` (one per bar of each segment; None without a
+        daily cycle). Also sets the sampling bounds and the atoms from those bars."""
         cfg = self.config
-        windows = np.asarray(windows, dtype=np.float32)
-        if windows.ndim != 3 or windows.shape[1:] != (cfg.seq_len, cfg.n_features) or len(windows) == 0:
-            raise ModelError(f"training windows must be [N, {cfg.seq_len}, {cfg.n_features}] for this "
-                             f"{self.name}, got {windows.shape}")
-        phases = np.zeros(len(windows), dtype=np.int64) if conditions is None else np.asarray(conditions, np.int64)
-        if phases.shape != (len(windows),):
-            raise ModelError(f"{phases.size} daily positions for {len(windows)} windows; pass one per window")
-        segments, firsts = segments_from_windows(windows, return_starts=True)
+        segments = [np.asarray(s, dtype=np.float32) for s in segments]
+        if not segments or any(s.ndim != 2 or s.shape[1] != cfg.n_features for s in segments):
+            raise ModelError(f"training segments must be [T, {cfg.n_features}] bars for this {self.name}, got "
+                             f"{[s.shape for s in segments]}")
+        if phases is not None and [len(p) for p in phases] != [len(s) for s in segments]:
+            raise ModelError("pass one daily position per bar of each segment")
         longest = max(len(s) for s in segments)
         self.sequence_length = min(cfg.train_len, max(cfg.seq_len, longest // 2))
-        kept = [(s, phases[i]) for s, i in zip(segments, firsts, strict=True) if len(s) >= self.sequence_length]
-        segments = [s for s, _ in kept]
-        sequences = np.concatenate([create_sequences(s, self.sequence_length) for s in segments])
-        starts = np.concatenate([p + np.arange(len(s) - self.sequence_length + 1) for s, p in kept])
-        bars = np.concatenate(segments)
+        kept = [k for k, s in enumerate(segments) if len(s) >= self.sequence_length]
+        if not kept:
+            raise ModelError(f"no gap-free run of {self.sequence_length} bars to train on; use more data or a "
+                             f"shorter --seq-len")
+        sequences = np.concatenate([create_sequences(segments[k], self.sequence_length) for k in kept])
+        conditions = None
+        if phases is not None:
+            count = [len(segments[k]) - self.sequence_length + 1 for k in kept]
+            conditions = np.concatenate([np.asarray(phases[k][:c], np.int64) for k, c in zip(kept, count,
+                                                                                             strict=True)])
+        bars = np.concatenate([segments[k] for k in kept])
         low, high = bars.min(axis=0), bars.max(axis=0)
         margin = self.config.clip_margin * (high - low)
         atoms = [_most_common(column) for column in bars.T]
@@ -233,7 +263,7 @@ class AutoregressiveModel(GenerativeModel):
             self.network.high.copy_(torch.as_tensor(high + margin))
             self.network.atom.copy_(torch.as_tensor([value for value, _ in atoms]))
             self.network.has_atom.copy_(torch.as_tensor([share >= cfg.atom_share for _, share in atoms]))
-        return sequences, (starts % cfg.season if cfg.season else np.zeros_like(starts))
+        return TrainingArrays(sequences, conditions, kind="sequences")
 
     def train_step(self, batch: torch.Tensor, conditions: torch.Tensor | None, *, epoch: int,
                    total_epochs: int) -> dict[str, float]:
@@ -254,26 +284,23 @@ class AutoregressiveModel(GenerativeModel):
         return {"val_nll": round(float(self.network(val.to(self.device, torch.float32), phase)[0]), 6)}
 
     # ---- generation ----------------------------------------------------------------------------------------
-    def sample(self, n: int, conditions: np.ndarray | None = None, *, seed: int = 0, length: int | None = None,
-               temperature: float = 1.0) -> np.ndarray:
-        """``n`` independent paths ``[n, length, F]``, each after ``warmup`` discarded bars. With a daily cycle,
-        ``conditions`` are the first kept bars' positions in the day (bars since midnight), drawn uniformly
-        when not given."""
-        cfg = self.config
-        if conditions is not None and not cfg.season:
-            raise ModelError("this autoregressive model has no daily cycle; drop the conditions")
-        length = cfg.seq_len if length is None else int(length)
-        if n < 1 or length < 1:
-            raise ModelError(f"n and length must be at least 1, got n={n}, length={length}")
-        if not temperature > 0:
-            raise ModelError(f"temperature must be positive, got {temperature}")
-        generator, steps = self.noise_generator(seed), cfg.warmup + length
+    def check_conditions(self, conditions, n: int):
+        """With a daily cycle, conditions are the first kept bars' positions in the day (bars since midnight)."""
         if conditions is None:
-            start = torch.randint(0, max(cfg.season, 1), (n,), generator=generator)
-        else:
-            start = torch.as_tensor(np.asarray(conditions), dtype=torch.long).reshape(-1)
-            if start.shape != (n,):
-                raise ModelError(f"{start.numel()} daily positions for {n} paths; pass one per path")
+            return None
+        if not self.config.season:
+            raise ModelError("this autoregressive model has no daily cycle; drop the conditions")
+        start = torch.as_tensor(np.asarray(conditions), dtype=torch.long).reshape(-1)
+        if start.shape != (n,):
+            raise ModelError(f"{start.numel()} daily positions for {n} paths; pass one per path")
+        return start
+
+    def _sample(self, n: int, conditions, *, seed: int, length: int, temperature: float) -> np.ndarray:
+        """``n`` independent paths ``[n, length, F]``, each after ``warmup`` discarded bars, starting at the
+        positions in the day ``conditions`` (drawn uniformly when not given)."""
+        cfg = self.config
+        generator, steps = self.noise_generator(seed), cfg.warmup + length
+        start = torch.randint(0, max(cfg.season, 1), (n,), generator=generator) if conditions is None else conditions
         start = start - cfg.warmup  # the warm-up bars come before the first kept bar
         was_training = self.network.training
         self.network.eval()

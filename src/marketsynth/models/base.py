@@ -4,9 +4,21 @@ A model works in the representation's *model space*: float arrays ``[n, seq_len,
 ``marketsynth.representation`` (scaled per feature). It never sees prices; decoding to candles is the
 representation's job, so every model yields valid candles in price units.
 
-Neural models implement ``train_step`` and let the shared loop in ``marketsynth.training`` drive epochs,
-progress, history, checkpoints and resume; they own their optimisers and step them explicitly. Classical models
-(``iterative = False``, e.g. GARCH) override ``fit`` instead.
+One training path for every model (after PyTorch Lightning's hooks), driven by ``api.train``:
+
+1. ``representation_for(requested)`` (class): the candle encoding the model reads, or None for models of
+   per-bar features (glow); refuses encodings it cannot use (garch needs log returns).
+2. ``configure(config, data)`` (class): settings derived from the data (``n_features`` from the representation,
+   the daily cycle of intraday bars, the regime list of user labels).
+3. ``training_arrays(data)``: the arrays the fit reads (``models.data.TrainingArrays``), made from the gap-free
+   bar segments of ``models.data.TrainingData``; the default cuts windows of ``seq_len`` bars.
+4. the fit (``marketsynth.training.fit_model``): neural models (``iterative``) implement ``train_step`` and let
+   the shared loop drive epochs, progress, history, checkpoints and resume (they own their optimisers and step
+   them explicitly); one-pass models (GARCH) implement ``fit_once``.
+
+``sample`` validates its arguments once (counts, lengths, conditions, temperature) and calls the model's
+``_sample``. Capabilities beyond that (conditions, exact likelihood, a sampling temperature) are the mixins in
+``models.capabilities``.
 """
 
 from __future__ import annotations
@@ -19,6 +31,9 @@ import numpy as np
 import torch
 
 from marketsynth.errors import ModelError
+from marketsynth.models.capabilities import Conditional, Temperature
+from marketsynth.models.data import TrainingArrays, TrainingData
+from marketsynth.representation import Representation, make_representation
 
 
 @dataclass
@@ -60,19 +75,25 @@ class History:
 
 
 class GenerativeModel(ABC):
-    """fit / sample / save / load. Subclasses set ``name`` and ``Config`` and build their networks in __init__."""
+    """fit / sample / save / load. Subclasses set ``name``, ``default_epochs`` and ``Config`` and build their
+    networks in __init__."""
 
     name: ClassVar[str]
+    default_epochs: ClassVar[int] = 20  # epochs of a run when none are asked for (1 for one-pass models)
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     scaling: ClassVar[str] = "standard"  # how the representation scales features for this model ("minmax" for tanh)
-    iterative: ClassVar[bool] = True  # False: ``fit`` is one closed-form/likelihood fit (no epochs)
+    iterative: ClassVar[bool] = True  # False: ``fit_once`` is one closed-form/likelihood fit (no epochs)
+    models_candles: ClassVar[bool] = True  # False: it models per-bar feature vectors that do not decode to candles
     has_latent: ClassVar[bool] = True  # False: no latent space to interpolate in
     native_long_paths: ClassVar[bool] = False  # True: ``sample(length=...)`` continues one state; False: chained
-    requires_representation: ClassVar[str | None] = None  # e.g. "log-returns" when the model reads column meanings
     supports_distributed: ClassVar[bool] = False  # True: train_step runs its forwards through ``net(name)`` (DDP)
     ddp_exclude: ClassVar[tuple[str, ...]] = ()  # modules not wrapped in DDP; train_step calls average_gradients
     watch_loss: ClassVar[str] = "g_loss"  # the loss whose explosion the training loop warns about
-    conditional: ClassVar[bool] = False  # True: trained on one label per window, sampled per label (cgan regimes)
+    collapse_hint: ClassVar[str] = ", or the wgan-gp model"  # added to the loop's mode-collapse warning
+    # what a model without a sampling temperature offers instead, after "<name> has no sampling temperature; "
+    temperature_instead: ClassVar[str] = (
+        "scaling its noise does not widen its output in a defined way, so it is no stress; drop --temperature, or "
+        "stress a model whose temperature widens the distribution (autoregressive, garch, glow)")
 
     def __init__(self, config: ModelConfig | dict | None = None, *, device: str | torch.device = "cpu", seed: int = 0):
         if isinstance(config, dict):
@@ -83,6 +104,29 @@ class GenerativeModel(ABC):
         torch.manual_seed(seed)  # weight initialisation is part of the run's reproducibility
         self._wrapped: dict[str, torch.nn.Module] = {}  # DDP wrappers while training under torchrun
 
+    # ---- hooks: how the model configures itself from the data and what it trains on ----------------------------
+    @classmethod
+    def representation_for(cls, requested: str) -> Representation | None:
+        """The (unfitted) candle encoding this model reads when ``requested`` is asked for; None for models that
+        compute their own inputs from the bars. ``minmax-ohlcv`` always scales to [-1, 1]."""
+        scaling = "minmax" if requested == "minmax-ohlcv" else cls.scaling
+        return make_representation(requested, scaling=scaling)
+
+    @classmethod
+    def configure(cls, config: dict[str, Any], data: TrainingData) -> dict[str, Any]:
+        """Model settings completed from the data (``config`` holds the caller's; theirs win where it makes
+        sense): by default the number of features the representation gives."""
+        config = dict(config)
+        if data.representation is not None:
+            config["n_features"] = data.representation.n_features
+        return config
+
+    def training_arrays(self, data: TrainingData) -> TrainingArrays:
+        """The arrays the fit reads: by default every window of ``seq_len`` bars inside a gap-free segment, the
+        last ``val_fraction`` of them held out (``TrainingData.split``)."""
+        split = data.split(self.config.seq_len)
+        return TrainingArrays(split.train.features, val=None if split.val is None else split.val.features)
+
     # ---- training ----------------------------------------------------------------------------------------------
     def train_step(
         self, batch: torch.Tensor, conditions: torch.Tensor | None, *, epoch: int, total_epochs: int
@@ -90,25 +134,14 @@ class GenerativeModel(ABC):
         """One optimisation step on a batch ``[b, seq_len, n_features]``; returns the losses to show and log."""
         raise ModelError(f"{self.name} is not trained step by step")
 
-    def fit(
-        self, windows: np.ndarray, conditions: np.ndarray | None = None, *, epochs: int = 1, **loop_options
-    ) -> History:
-        """Train on windows; neural models run the shared loop (progress, history, checkpoints, resume)."""
-        from marketsynth.training import train_loop
-
-        return train_loop(self, windows, conditions, epochs=epochs, **loop_options)
+    def fit_once(self, arrays: TrainingArrays) -> History:
+        """The one-pass fit of a model that is not ``iterative`` (GARCH's maximum likelihood); a History row."""
+        raise ModelError(f"{self.name} is trained epoch by epoch, not in one pass")
 
     @property
     def window_length(self) -> int:
-        """Steps per training window after ``training_windows`` (``seq_len`` unless the model trains on longer
-        sequences)."""
+        """Steps per training item (``seq_len`` unless the model trains on longer sequences)."""
         return self.config.seq_len
-
-    def training_windows(self, windows: np.ndarray, conditions: np.ndarray | None = None):
-        """``(arrays, conditions)`` the training loop batches, made from the ``[N, seq_len, F]`` windows and the
-        per-window conditions it was given (identity by default; the autoregressive model trains on longer
-        sequences of the same bars, with the position in the daily cycle of each)."""
-        return windows, conditions
 
     def modules(self) -> dict[str, torch.nn.Module]:
         """The networks, by name (weights are saved under ``<name>.<param>``)."""
@@ -176,17 +209,40 @@ class GenerativeModel(ABC):
         return value / dist.get_world_size()
 
     # ---- generation --------------------------------------------------------------------------------------------
+    def sample(self, n: int, conditions: np.ndarray | None = None, *, seed: int = 0, length: int | None = None,
+               temperature: float | None = None) -> np.ndarray:
+        """``n`` windows ``[n, length or seq_len, n_features]`` in model space; same seed -> same numbers.
+
+        The arguments are checked here, once for every model: ``n`` and ``length`` at least 1, ``conditions``
+        by ``check_conditions`` (a conditional model draws missing labels with its training frequencies), and
+        ``temperature`` only for ``Temperature`` models (None: 1); the others refuse it in one line that says
+        what they offer instead. Then the model's ``_sample`` runs."""
+        n = _at_least_one(n, "the number of samples")
+        length = self.config.seq_len if length is None else _at_least_one(length, "length")
+        conditions = self.check_conditions(conditions, n)
+        if isinstance(self, Conditional) and conditions is None:
+            conditions = self.draw_conditions(n, seed=seed)
+        if isinstance(self, Temperature):
+            return self._sample(n, conditions, seed=seed, length=length,
+                                temperature=self.check_temperature(temperature))
+        if temperature is not None:
+            raise ModelError(self.no_temperature())
+        return self._sample(n, conditions, seed=seed, length=length)
+
     @abstractmethod
-    def sample(
-        self,
-        n: int,
-        conditions: np.ndarray | None = None,
-        *,
-        seed: int = 0,
-        length: int | None = None,
-        temperature: float = 1.0,
-    ) -> np.ndarray:
-        """``n`` windows ``[n, length or seq_len, n_features]`` in model space; same seed → same numbers."""
+    def _sample(self, n: int, conditions, *, seed: int, length: int, **options) -> np.ndarray:
+        """``sample`` after its checks (``Temperature`` models also get ``temperature``, a float)."""
+
+    def check_conditions(self, conditions, n: int):
+        """The conditions for ``n`` paths as the model takes them; unconditional models refuse any."""
+        if conditions is not None:
+            raise ModelError(f"{self.name} is unconditional; drop the conditions (use a conditional model such as "
+                             f"cgan)")
+        return None
+
+    def no_temperature(self) -> str:
+        """The one-line refusal of a temperature by a model without one."""
+        return f"{self.name} has no sampling temperature; {self.temperature_instead}"
 
     def sample_latent(self, n: int, *, seed: int = 0) -> torch.Tensor:
         """Latent codes for ``generate_from_latent`` (used for latent-space interpolation)."""
@@ -229,3 +285,13 @@ class GenerativeModel(ABC):
     def noise_generator(self, seed: int) -> torch.Generator:
         """A CPU generator: noise is drawn on the CPU then moved, so a seed gives the same draws on any device."""
         return torch.Generator(device="cpu").manual_seed(int(seed))
+
+
+def _at_least_one(value, what: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ModelError(f"{what} must be a whole number, got {value!r}") from None
+    if number != value or number < 1:
+        raise ModelError(f"{what} must be at least 1, got {value}")
+    return number

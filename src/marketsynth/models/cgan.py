@@ -11,15 +11,19 @@ numbers per regime, separate tables for generator and critic):
 
 Training is wgan-gp's step unchanged (n_critic critic updates with gradient penalty, then one generator update);
 fake windows get the labels of the real batch they are compared with, and the penalty blends real and fake
-windows of the same label. **Balanced sampling**: ``fit`` oversamples every regime to the size of the largest
-one (each window at least once per epoch, rarer regimes' windows repeated; the remainder drawn at random without
-replacement, seeded), so crash windows (10% of the data by construction) fill a quarter of every batch instead
-of starving. An epoch is therefore ``n_regimes x largest regime`` windows. ``balance=False`` turns this off.
+windows of the same label. Labels come from ``training_arrays`` (the regime list from ``configure``: the automatic
+four, or the values of the user's label column). **Balanced sampling**: ``training_arrays`` oversamples every
+regime to the size of the largest one (each window at least once per epoch, rarer regimes' windows repeated;
+the remainder drawn at random without replacement, seeded), so crash windows (10% of the data by construction)
+fill a quarter of every batch instead of starving. An epoch is therefore ``n_regimes x largest regime``
+windows. ``balance=False`` turns this off.
 
-``sample(n)`` without conditions draws the labels from the training label frequencies (seeded), so unconditional
-samples follow the data's mix; ``generate_from_latent`` without conditions uses the most common regime. The
-fitted regime definition, the label counts and the real training windows' per-regime statistics (mean return,
-maximum drawdown, crash duration) are saved with the model (``model_state.json``).
+``sample(n)`` without conditions draws the labels from the training label frequencies (seeded,
+``models.capabilities.Conditional``), so unconditional samples follow the data's mix; ``generate_from_latent``
+without conditions uses the most common regime. There is no sampling temperature (a ``--temperature 2`` run
+lowered VaR; the crash regime is the stress scenario). The fitted regime definition, the label counts and the
+real training windows' per-regime statistics (mean return, maximum drawdown, crash duration) are saved with
+the model (``model_state.json``).
 """
 
 from __future__ import annotations
@@ -31,8 +35,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from marketsynth.errors import ConfigError, ModelError
-from marketsynth.models.base import GenerativeModel, ModelConfig
+from marketsynth.errors import ModelError
+from marketsynth.models.base import ModelConfig
+from marketsynth.models.capabilities import Conditional
+from marketsynth.models.data import TrainingArrays, TrainingData
 from marketsynth.models.wgan_gp import WGANGP, LSTMCritic, LSTMGenerator, WGANGPConfig
 from marketsynth.regimes import AUTO_REGIMES, RegimeDefinition, auto_labels, bar_paths, column_labels, regime_stats
 
@@ -82,10 +88,11 @@ class ConditionalCritic(nn.Module):
         return self.body(_with_label(x, self.embed(labels)))
 
 
-class CGAN(WGANGP):
+class CGAN(Conditional, WGANGP):
     name = "cgan"
+    default_epochs = 8
     Config: ClassVar[type[ModelConfig]] = CGANConfig
-    conditional = True
+    temperature_instead = "use --regime crash for a stress scenario"
 
     def __init__(self, config: CGANConfig | dict | None = None, *, device: str | torch.device = "cpu",
                  seed: int = 0):
@@ -114,46 +121,64 @@ class CGAN(WGANGP):
         RegimeDefinition(**options)
         return options
 
+    # ---- hooks: the regime list from the data, labelled and balanced windows ------------------------------------
+    @classmethod
+    def configure(cls, config: dict[str, Any], data: TrainingData) -> dict[str, Any]:
+        """The regimes are the automatic four, or the labels the windows get from the user's label column."""
+        config = super().configure(config, data)
+        if data.bar_labels is None:
+            config["regimes"] = list(AUTO_REGIMES)
+            return config
+        seq_len = int(config.get("seq_len", cls.Config.seq_len))
+        starts = data.split(seq_len).train.start_index
+        config["regimes"] = list(column_labels(data.bar_labels, starts, seq_len, data.label_column)[0].names)
+        return config
+
+    def training_arrays(self, data: TrainingData) -> TrainingArrays:
+        """Training windows with one regime label each (``label_windows``), oversampled to balanced regimes
+        unless ``balance`` is off (seeded by the model's seed, so a resumed run sees the same order)."""
+        split = data.split(self.config.seq_len)
+        labels = self.label_windows(data, split.train.start_index)
+        windows = split.train.features
+        if self.config.balance:
+            order = balanced_order(labels, seed=self.seed)
+            windows, labels = windows[order], labels[order]
+        return TrainingArrays(windows, labels, val=None if split.val is None else split.val.features,
+                              meta={"regimes": dict(zip(self.regimes, self.label_counts, strict=True))},
+                              count=len(split.train.features))
+
+    def label_windows(self, data: TrainingData, starts: np.ndarray) -> np.ndarray:
+        """Label the windows starting at rows ``starts`` of the bars, automatically or from the per-bar labels,
+        and keep the definition, the counts and the real windows' per-regime statistics. A fresh model fits the
+        definition; a resumed one relabels with its saved definition. Returns the label indices."""
+        seq_len = int(self.config.seq_len)
+        paths = bar_paths(data.bars, starts, seq_len)
+        column = data.label_column if data.bar_labels is not None else None
+        if self.definition is not None:  # resuming: the saved thresholds label the same windows the same way
+            if (self.definition.method == "column") != (column is not None) or self.definition.column != column:
+                saved = (f"--label-column {self.definition.column}" if self.definition.method == "column"
+                         else "automatic labels")
+                raise ModelError(f"this checkpoint was trained with {saved}; resume it the same way")
+            if column is not None:
+                labels = column_labels(data.bar_labels, starts, seq_len, column, self.definition.names)[1]
+            else:
+                labels = self.definition.label(paths)
+        else:
+            if column is None:
+                definition, labels = auto_labels(paths, **self.regime_options())
+            else:
+                definition, labels = column_labels(data.bar_labels, starts, seq_len, column)
+            if list(definition.names) != self.regimes:
+                raise ModelError(f"the windows are labelled {', '.join(definition.names)} but this cgan was built "
+                                 f"for {', '.join(self.regimes)}; configure it from the data (CGAN.configure)")
+            self.definition = definition
+        self.label_counts = np.bincount(labels, minlength=len(self.regimes)).tolist()
+        self.real_stats = regime_stats(paths, labels, self.regimes)
+        return labels
+
     # ---- conditions ----------------------------------------------------------------------------------------
-    def encode_conditions(self, names) -> np.ndarray:
-        """Regime names -> label indices; an unknown regime (or one without training windows) is a ConfigError."""
-        known = self.regimes
-        out = []
-        for name in names:
-            if name not in known:
-                raise ConfigError(f"unknown regime '{name}' for this cgan; choose one of {', '.join(known)}")
-            index = known.index(name)
-            if sum(self.label_counts) and not self.label_counts[index]:
-                trained = [n for n, c in zip(known, self.label_counts, strict=True) if c]
-                raise ConfigError(f"regime '{name}' had no training windows; choose one of {', '.join(trained)}")
-            out.append(index)
-        return np.asarray(out, dtype=np.int64)
-
-    def draw_conditions(self, n: int, *, seed: int = 0) -> np.ndarray:
-        """``n`` labels drawn with the training label frequencies (uniform before training), seeded."""
-        counts = np.asarray(self.label_counts, dtype=np.float64)
-        p = counts / counts.sum() if counts.sum() > 0 else None
-        return np.random.default_rng(int(seed)).choice(len(counts), size=max(int(n), 0), p=p).astype(np.int64)
-
-    def most_common_regime(self) -> int:
-        return int(np.argmax(self.label_counts)) if sum(self.label_counts) else 0
-
-    def _label_array(self, conditions, n: int) -> np.ndarray:
-        if conditions is None:
-            raise ModelError(f"cgan is conditional: pass one regime label per window (0..{len(self.regimes) - 1})")
-        labels = conditions.detach().cpu().numpy() if torch.is_tensor(conditions) else np.asarray(conditions)
-        labels = labels.reshape(-1) if labels.ndim == 2 and labels.shape[1] == 1 else labels
-        if labels.shape != (n,):
-            raise ModelError(f"cgan needs one regime label per window: {n} windows, conditions {labels.shape}")
-        if labels.dtype.kind not in "iuf" or not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
-            raise ModelError("cgan conditions are regime indices (integers); encode names with encode_conditions")
-        if n and (labels.min() < 0 or labels.max() >= len(self.regimes)):
-            raise ModelError(f"cgan regime indices must be 0..{len(self.regimes) - 1}, got {labels.min()}.."
-                             f"{labels.max()}")
-        return labels.astype(np.int64)
-
     def _condition_labels(self, conditions, n: int) -> torch.Tensor:
-        return torch.as_tensor(self._label_array(conditions, n), device=self.device)
+        return torch.as_tensor(self.label_array(conditions, n), device=self.device)
 
     def _generate(self, generator: nn.Module, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         return generator(z, labels)[0]
@@ -161,25 +186,7 @@ class CGAN(WGANGP):
     def _score(self, critic: nn.Module, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         return critic(x, labels)
 
-    # ---- training ------------------------------------------------------------------------------------------
-    def fit(self, windows, conditions=None, *, epochs: int = 1, **loop_options):
-        """The shared loop on the windows oversampled to balanced regimes (see the module docstring)."""
-        array = np.asarray(getattr(windows, "features", windows))
-        labels = self._label_array(conditions, len(array))
-        self.label_counts = np.bincount(labels, minlength=len(self.regimes)).tolist()
-        order = balanced_order(labels, seed=int(loop_options.get("seed", 0))) if self.config.balance else None
-        if order is not None:
-            array, labels = array[order], labels[order]
-        return super().fit(array, labels, epochs=epochs, **loop_options)
-
     # ---- generation ----------------------------------------------------------------------------------------
-    def sample(self, n: int, conditions: np.ndarray | None = None, *, seed: int = 0, length: int | None = None,
-               temperature: float = 1.0) -> np.ndarray:
-        """As wgan-gp's, for the given labels; without them, labels drawn with the training frequencies."""
-        if conditions is None:
-            conditions = self.draw_conditions(n, seed=seed)
-        return super().sample(n, conditions, seed=seed, length=length, temperature=temperature)
-
     def generate_from_latent(self, z: torch.Tensor, conditions: np.ndarray | None = None) -> np.ndarray:
         if conditions is None:
             conditions = np.full(len(z), self.most_common_regime(), dtype=np.int64)
@@ -196,12 +203,6 @@ class CGAN(WGANGP):
         self.label_counts = [int(c) for c in state.get("label_counts", [0] * len(self.regimes))]
         self.real_stats = dict(state.get("real_stats", {}))
 
-    def describe_regimes(self) -> list[str]:
-        """Lines for the CLI: how windows were labelled and how many got each label."""
-        how = self.definition.describe() if self.definition is not None else "labels given by the caller"
-        counts = ", ".join(f"{name} {count}" for name, count in zip(self.regimes, self.label_counts, strict=True))
-        return [f"regimes: {how}", f"training windows per regime: {counts}"]
-
 
 def balanced_order(labels: np.ndarray, *, seed: int = 0) -> np.ndarray:
     """Indices that give every present label as many windows as the largest one: each window ``k // c`` times
@@ -217,34 +218,3 @@ def balanced_order(labels: np.ndarray, *, seed: int = 0) -> np.ndarray:
         members = np.flatnonzero(labels == label)
         parts += [np.tile(members, target // count), rng.choice(members, target % count, replace=False)]
     return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
-
-
-def label_training_windows(model: GenerativeModel, bars, starts: np.ndarray, *, bar_labels=None,
-                           column: str | None = None) -> tuple[GenerativeModel, np.ndarray]:
-    """Label the training windows (rows ``s .. s + seq_len - 1`` of ``bars`` for each start ``s``) automatically,
-    or from per-bar labels; attach the definition, counts and the real windows' per-regime statistics to the
-    model. A fresh model whose regime list differs from the labels' is rebuilt with that list (same seed); a
-    resumed one relabels with its saved definition. Returns (model, label indices)."""
-    seq_len = int(model.config.seq_len)
-    paths = bar_paths(bars, starts, seq_len)
-    definition = getattr(model, "definition", None)
-    if definition is not None:  # resuming: the saved thresholds label the same windows the same way
-        if (definition.method == "column") != (bar_labels is not None) or definition.column != column:
-            saved = f"--label-column {definition.column}" if definition.method == "column" else "automatic labels"
-            raise ModelError(f"this checkpoint was trained with {saved}; resume it the same way")
-        if definition.method == "column":
-            labels = column_labels(bar_labels, starts, seq_len, column, definition.names)[1]
-        else:
-            labels = definition.label(paths)
-    else:
-        if bar_labels is None:
-            definition, labels = auto_labels(paths, **model.regime_options())
-        else:
-            definition, labels = column_labels(bar_labels, starts, seq_len, column)
-        if list(definition.names) != model.regimes:
-            config = {**model.config.to_dict(), "regimes": list(definition.names)}
-            model = type(model)(config, device=model.device, seed=model.seed)
-        model.definition = definition
-    model.label_counts = np.bincount(labels, minlength=len(model.regimes)).tolist()
-    model.real_stats = regime_stats(paths, labels, model.regimes)
-    return model, labels

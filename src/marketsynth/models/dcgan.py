@@ -89,6 +89,7 @@ class Discriminator(nn.Module):
 
 class DCGAN(GenerativeModel):
     name = "dcgan"
+    default_epochs = 20
     Config: ClassVar[type[ModelConfig]] = DCGANConfig
     scaling = "minmax"
     supports_distributed = True
@@ -146,19 +147,12 @@ class DCGAN(GenerativeModel):
         return d_real - d_fake > 0.9 * (cfg.real_label - cfg.fake_label)
 
     # ---- generation ----------------------------------------------------------------------------------------
-    def sample(self, n: int, conditions: np.ndarray | None = None, *, seed: int = 0, length: int | None = None,
-               temperature: float = 1.0) -> np.ndarray:
+    def _sample(self, n: int, conditions, *, seed: int, length: int) -> np.ndarray:
         """``n`` windows; ``length > seq_len`` chains ``ceil(length / seq_len)`` independent windows per path
         (feature space; log-return features make that a continuous price path) and crops to ``length``."""
-        _no_conditions(conditions)
         seq_len = self.config.seq_len
-        length = seq_len if length is None else int(length)
-        if n < 1 or length < 1:
-            raise ModelError(f"n and length must be at least 1, got n={n}, length={length}")
-        if not temperature > 0:
-            raise ModelError(f"temperature must be positive, got {temperature}")
         per_path = math.ceil(length / seq_len)
-        windows = self.generate_from_latent(temperature * self.sample_latent(n * per_path, seed=seed))
+        windows = self.generate_from_latent(self.sample_latent(n * per_path, seed=seed))
         return windows.reshape(n, per_path * seq_len, -1)[:, :length]
 
     def sample_latent(self, n: int, *, seed: int = 0) -> torch.Tensor:

@@ -17,9 +17,13 @@ Units
     factor is divided out of the reported parameters, which are in the units of the input column.
 
 Training series
-    Windows from ``windows_from_bars`` overlap. ``fit`` rebuilds the underlying bars
-    (``representation.series_from_windows``: the gap-free segments, concatenated) for one fit, so no bar is
-    counted twice.
+    ``training_arrays`` takes every bar of the gap-free segments (each without its first bar, whose return spans
+    the gap before it) and concatenates them into one series ``[T, F]`` for one fit, so every bar counts once.
+    With ``val_fraction`` the held-out bars are left out of the fit.
+
+Temperature
+    ``temperature`` multiplies the simulated return shocks (a ``Temperature`` model): tail losses grow with it
+    exactly, so a hotter run is a stress scenario.
 """
 
 from __future__ import annotations
@@ -33,9 +37,12 @@ import torch
 
 from marketsynth.errors import ConfigError, DataError, ModelError
 from marketsynth.models.base import GenerativeModel, History, ModelConfig
-from marketsynth.representation import series_from_windows
+from marketsynth.models.capabilities import Temperature
+from marketsynth.models.data import TrainingArrays, TrainingData
+from marketsynth.representation import Representation
 
 _STARTS = ("empirical", "last")
+_REPRESENTATION = "log-returns"
 _PARAMS = ("mu", "omega", "alpha", "beta", "nu")
 _MIN_BARS = 50  # five parameters; estimates are poor below a few thousand bars but the fit still runs
 
@@ -61,15 +68,16 @@ class GarchConfig(ModelConfig):
     shock_bins: int = 5
 
 
-class GarchModel(GenerativeModel):
-    """Fit once (``fit``), then simulate independent paths of any length (``sample``)."""
+class GarchModel(Temperature, GenerativeModel):
+    """Fit once (``fit_once``), then simulate independent paths of any length (``sample``)."""
 
     name = "garch"
+    default_epochs = 1
     Config: ClassVar[type[ModelConfig]] = GarchConfig
     iterative = False
     has_latent = False
     native_long_paths = True
-    requires_representation = "log-returns"  # it fits GARCH to the return column
+    temperature_scales = "the return shocks"
 
     def __init__(self, config: GarchConfig | dict | None = None, *, device: str | torch.device = "cpu", seed: int = 0):
         super().__init__(config, device=device, seed=seed)
@@ -94,15 +102,25 @@ class GarchModel(GenerativeModel):
         self.max_shock = math.inf  # largest |standardized residual| in training (the cap on simulated shocks)
 
     # ---- fitting -------------------------------------------------------------------------------------------
-    def fit(
-        self, windows: np.ndarray, conditions: np.ndarray | None = None, *, epochs: int = 1, **loop_options
-    ) -> History:
-        """One maximum-likelihood fit; ``epochs`` and loop options (progress, checkpoints) do not apply and
-        are ignored. The History has one row: log-likelihood, AIC, BIC, parameters, persistence and size."""
+    @classmethod
+    def representation_for(cls, requested: str) -> Representation | None:
+        if requested != _REPRESENTATION:  # it fits GARCH to the close log-return column
+            raise ConfigError(f"{cls.name} needs the {_REPRESENTATION} representation, not {requested}; drop "
+                              f"--representation or use --representation {_REPRESENTATION}")
+        return super().representation_for(requested)
+
+    def training_arrays(self, data: TrainingData) -> TrainingArrays:
+        """Every training bar of the gap-free segments as one series ``[T, F]`` (see the module docstring)."""
+        stop = data.split(self.config.seq_len).stop if data.val_fraction else None
+        encoded = data.encoded()
+        return TrainingArrays(np.concatenate([encoded[r] for r in data.feature_runs(stop)]), kind="bars")
+
+    def fit_once(self, arrays: TrainingArrays) -> History:
+        """One maximum-likelihood fit on the series ``arrays.train`` ``[T, F]``. The History has one row:
+        log-likelihood, AIC, BIC, parameters, persistence and size."""
         from arch import arch_model
 
-        _no_conditions(conditions)
-        series = series_from_windows(self._check_windows(windows))
+        series = self._check_series(arrays.train)
         returns = series[:, self.config.return_feature]
         if len(returns) < _MIN_BARS:
             raise DataError(f"GARCH needs at least {_MIN_BARS} bars to fit, got {len(returns)}; use more data")
@@ -140,13 +158,13 @@ class GarchModel(GenerativeModel):
         history.append({**self.fit_stats, **self.params})
         return history
 
-    def _check_windows(self, windows: np.ndarray) -> np.ndarray:
-        windows = np.asarray(windows, dtype=np.float64)
-        if windows.ndim != 3 or windows.shape[2] != self.config.n_features:
-            raise DataError(f"windows must be [n, seq_len, {self.config.n_features}], got shape {windows.shape}")
-        if not np.isfinite(windows).all():
-            raise DataError("windows contain NaN or infinite values")
-        return windows
+    def _check_series(self, series: np.ndarray) -> np.ndarray:
+        series = np.asarray(series, dtype=np.float64)
+        if series.ndim != 2 or series.shape[1] != self.config.n_features:
+            raise DataError(f"the training series must be [T, {self.config.n_features}] bars, got shape {series.shape}")
+        if not np.isfinite(series).all():
+            raise DataError("the training series contains NaN or infinite values")
+        return series
 
     def _build_tables(self, series: np.ndarray, sigma: np.ndarray, shock: np.ndarray) -> None:
         """Sort the other features of each bar by grid cell; empty cells borrow the nearest filled cell."""
@@ -172,27 +190,13 @@ class GarchModel(GenerativeModel):
         return vol_bin * self.config.shock_bins + shock_bin
 
     # ---- generation ----------------------------------------------------------------------------------------
-    def sample(
-        self,
-        n: int,
-        conditions: np.ndarray | None = None,
-        *,
-        seed: int = 0,
-        length: int | None = None,
-        temperature: float = 1.0,
-    ) -> np.ndarray:
+    def _sample(self, n: int, conditions, *, seed: int, length: int, temperature: float) -> np.ndarray:
         """``n`` independent paths ``[n, length, n_features]``. ``temperature`` multiplies the simulated
         shocks (returns around the mean); the variance recursion runs on the untempered shocks, so the
         volatility dynamics stay the fitted ones; the empirical tables are looked up with the tempered
         volatility, so a hotter market also gets wider wicks and more volume."""
-        _no_conditions(conditions)
         if self.params is None:
             raise ModelError("the garch model is not fitted; fit it or load a fitted checkpoint before sampling")
-        length = self.config.seq_len if length is None else int(length)
-        if n < 1 or length < 1:
-            raise ModelError(f"n and length must be at least 1, got n={n}, length={length}")
-        if not temperature > 0:
-            raise ModelError(f"temperature must be positive, got {temperature}")
         p, cfg = self.params, self.config
         rng = np.random.default_rng(seed)
         if cfg.start == "last":
@@ -279,7 +283,3 @@ class GarchModel(GenerativeModel):
             raise ModelError("the garch checkpoint tables do not fit this model's config")
         self.aux_rows, self.cell_start, self.cell_count, self.fitted_sigma = aux, start, count, sigma
 
-
-def _no_conditions(conditions) -> None:
-    if conditions is not None:
-        raise ModelError("garch is unconditional; drop the conditions (use a conditional model such as cgan)")

@@ -7,11 +7,12 @@ What is modelled
     invertible to candles, so ``generate`` can only write them (``--normalized``).
 
 How it is fed
-    ``training_data(bars, val_fraction)`` computes the features, splits them in time (the last ``val_fraction``
-    rows held out, 0.2 when none is asked for, dropping the ``WARMUP_BARS`` rows before the boundary whose
-    look-back overlaps the held-out bars), fits the preprocessing on the training rows and returns windows
-    ``[n, 1, 16]`` (``seq_len`` 1) in feature units for the shared loop (``marketsynth.training``). Everything
-    the model takes and returns is in feature units; its preprocessing lives in its JSON state.
+    It reads no candle representation (``representation_for`` gives None). ``training_arrays(data)`` computes the
+    features from the bars, splits them in time (``splits.chronological``: the last ``val_fraction`` rows held
+    out, 0.2 when none is asked for, purging the ``WARMUP_BARS`` rows before the boundary whose look-back
+    overlaps the held-out bars), fits the preprocessing on the training rows and returns rows ``[n, 1, 16]``
+    (``seq_len`` 1) in feature units for the shared loop (``marketsynth.training``). Everything the model takes
+    and returns is in feature units; its preprocessing lives in its JSON state.
 
 Preprocessing: standardise, then whiten with the Gaussian baseline
     Rows are z-scored (``FeatureStandardiser``), then whitened with the Cholesky factor of the full-covariance
@@ -22,8 +23,13 @@ Preprocessing: standardise, then whiten with the Gaussian baseline
 Units of the likelihood
     The training loss ``nll`` (and ``bpd``, its bits per dimension), the held-out ``val_nll`` and the
     baseline's ``val_nll_gauss`` are nats per dimension of the *standardised* features, so flow and baseline
-    compare directly. ``log_prob`` (and the loglik command) give nats per vector of the raw features: the
-    standardiser's Jacobian ``-sum(log std)`` is included, so they are densities of the features themselves.
+    compare directly. ``log_likelihood`` (a ``Likelihood`` model; the loglik command) gives nats per vector of the
+    raw features: the standardiser's Jacobian ``-sum(log std)`` is included, so it is a density of the features
+    themselves.
+
+Temperature
+    ``temperature`` multiplies the latent noise (a ``Temperature`` model): the flow maps wider latent draws to
+    wider feature vectors; 0 gives the latent mode every time.
 
 Caveat: four features are (nearly) functions of others (momentum_k = exp(return_k) - 1, vol_ratio =
 volatility_5 / volatility_20, |body| + shadows = 1), so the data sits near a 12-dimensional surface and its
@@ -41,11 +47,15 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from marketsynth import splits
 from marketsynth.compute import torch_threads
 from marketsynth.errors import DataError, ModelError
 from marketsynth.features import FEATURE_NAMES, WARMUP_BARS, FeatureStandardiser, bar_features
-from marketsynth.models.base import GenerativeModel, History, ModelConfig
+from marketsynth.models.base import GenerativeModel, ModelConfig
+from marketsynth.models.capabilities import Likelihood, Temperature
+from marketsynth.models.data import TrainingArrays, TrainingData
 from marketsynth.models.flows import MultiScaleGlow
+from marketsynth.representation import Representation
 
 DEFAULT_VAL_FRACTION = 0.2
 _CHUNK = 8192
@@ -123,15 +133,17 @@ class GaussianBaseline:
         return cls() if not data else cls(data["mean"], data["cov"])
 
 
-class GlowModel(GenerativeModel):
-    """Multi-scale Glow over bar-feature vectors (see the module docstring); exact ``log_prob``."""
+class GlowModel(Likelihood, Temperature, GenerativeModel):
+    """Multi-scale Glow over bar-feature vectors (see the module docstring); exact ``log_likelihood``."""
 
     name = "glow"
+    default_epochs = 50
     Config: ClassVar[type[ModelConfig]] = GlowConfig
+    models_candles = False  # per-bar feature vectors, computed from the bars by ``training_arrays``
     native_long_paths = False
     watch_loss = "nll"
-    learns_bar_features: ClassVar[bool] = True  # fed by ``training_data(bars)``, not candle windows
-    exact_likelihood: ClassVar[bool] = True  # ``log_prob`` is exact: usable by ``marketsynth loglik``
+    temperature_scales = "the latent noise"
+    zero_temperature = True  # the latent mode
 
     def __init__(self, config: GlowConfig | dict | None = None, *, device: str | torch.device = "cpu",
                  seed: int = 0):
@@ -164,27 +176,33 @@ class GlowModel(GenerativeModel):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"flow": self.optimizer}
 
-    # ---- data and preprocessing ----------------------------------------------------------------------------
-    def training_data(self, bars, val_fraction: float = 0.0) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-        """``(train [n, 1, F], held-out [m, 1, F], meta)`` from a bars frame, as described in the module
-        docstring. Fits the preprocessing unless it is already fitted (a resumed model keeps its own)."""
-        features = bar_features(bars).to_numpy()
+    # ---- hooks: no candle encoding; the bars' features, split in time -------------------------------------------
+    @classmethod
+    def representation_for(cls, requested: str) -> Representation | None:
+        return None
+
+    def training_arrays(self, data: TrainingData) -> TrainingArrays:
+        """Training and held-out feature rows ``[n, 1, F]`` from the bars, as described in the module docstring.
+        Fits the preprocessing unless it is already fitted (a resumed model keeps its own)."""
+        features = bar_features(data.bars).to_numpy()
         if features.shape[1] != self.config.n_features:
             raise ModelError(f"bar features have {features.shape[1]} columns; this glow expects "
                              f"{self.config.n_features} (n_features)")
-        fraction = val_fraction if val_fraction and val_fraction > 0 else DEFAULT_VAL_FRACTION
+        fraction = data.val_fraction if data.val_fraction and data.val_fraction > 0 else DEFAULT_VAL_FRACTION
         if not 0 < fraction < 1:
-            raise ModelError(f"val_fraction must be between 0 and 1, got {val_fraction}")
-        n_val = max(2, round(len(features) * fraction))
-        n_train = len(features) - n_val - WARMUP_BARS
-        if n_train < 4 * self.config.n_features:
-            raise DataError(f"{len(bars)} bars give {len(features)} feature rows: too few to hold out {n_val} and "
-                            f"train a glow; use more data (a few thousand bars)")
-        train, val = features[:n_train], features[-n_val:]
+            raise ModelError(f"val_fraction must be between 0 and 1, got {data.val_fraction}")
+        try:
+            fold = splits.chronological(len(features), 1 - fraction, purge=WARMUP_BARS,
+                                        min_train=4 * self.config.n_features, min_test=2)
+        except DataError:
+            raise DataError(f"{len(data.bars)} bars give {len(features)} feature rows: too few to hold out "
+                            f"{fraction:.0%} and train a glow; use more data (a few thousand bars)") from None
+        train, val = features[fold.train], features[fold.test]
         self.fit_preprocessing(train, val)
-        meta = {"features": "bar-features", "warmup_bars": WARMUP_BARS, "train_rows": int(n_train),
-                "val_rows": int(n_val), "val_nll_gauss": self.report["val_nll_gauss"]}
-        return train[:, None, :].copy(), val[:, None, :].copy(), meta  # writable: torch takes them as they are
+        meta = {"features": "bar-features", "warmup_bars": WARMUP_BARS, "train_rows": int(len(train)),
+                "val_rows": int(len(val)), "val_nll_gauss": self.report["val_nll_gauss"]}
+        # writable copies: torch takes the arrays as they are
+        return TrainingArrays(train[:, None, :].copy(), val=val[:, None, :].copy(), meta=meta, kind="feature rows")
 
     def fit_preprocessing(self, train, val=None) -> None:
         """Fit the standardiser and the Gaussian baseline on training rows unless already fitted (a resumed
@@ -201,13 +219,6 @@ class GlowModel(GenerativeModel):
         if val is not None:
             z_val = self.standardiser.transform(_rows(val, dim))
             self.report["val_nll_gauss"] = float(-self.baseline.log_prob(z_val).mean() / dim)
-
-    def fit(self, windows: np.ndarray, conditions: np.ndarray | None = None, *, epochs: int = 1,
-            **loop_options) -> History:
-        """The shared loop on windows ``[n, 1, F]`` in feature units, after fitting the preprocessing on them
-        (unless ``training_data`` already did)."""
-        self.fit_preprocessing(windows, loop_options.get("val_windows"))
-        return super().fit(windows, conditions, epochs=epochs, **loop_options)
 
     def _preprocessing(self) -> dict[str, Any]:
         """Raw rows -> flow input is ``w = (x - shift) @ matrix.T`` (standardise, then whiten); float64 tensors.
@@ -254,7 +265,7 @@ class GlowModel(GenerativeModel):
         if not self.standardiser.fitted:
             return {}
         rows, dim = _rows(val, self.config.n_features), self.config.n_features
-        nll = float(-(self.log_prob(rows) - self.standardiser.log_abs_det).mean() / dim)
+        nll = float(-(self.log_likelihood(rows) - self.standardiser.log_abs_det).mean() / dim)
         out = {"val_nll": nll, "val_bpd": nll / _LN2,
                "val_nll_gauss": float(-self.baseline.log_prob(self.standardiser.transform(rows)).mean() / dim)}
         self.report.update(out)
@@ -262,7 +273,7 @@ class GlowModel(GenerativeModel):
 
     # ---- likelihood ----------------------------------------------------------------------------------------
     @torch.no_grad()
-    def log_prob(self, features) -> np.ndarray:
+    def log_likelihood(self, features) -> np.ndarray:
         """Exact log-density of raw feature rows ``[n, F]`` (or ``[n, 1, F]``) in nats per vector."""
         if not self.standardiser.fitted:
             raise ModelError("this glow has not been trained (its standardiser is not fitted)")
@@ -277,26 +288,16 @@ class GlowModel(GenerativeModel):
         flow = torch.cat(out).numpy() if out else np.zeros(0)
         return flow + prep["z_logdet"] + prep["x_logdet"]
 
-    def nll_bits_per_dim(self, features) -> np.ndarray:
-        """``-log_prob / (F ln 2)`` per row."""
-        return -self.log_prob(features) / (self.config.n_features * _LN2)
-
     # ---- generation ----------------------------------------------------------------------------------------
-    def sample(self, n: int, conditions: np.ndarray | None = None, *, seed: int = 0, length: int | None = None,
-               temperature: float = 1.0) -> np.ndarray:
-        """``[n, length or 1, F]`` feature vectors in feature units, independent of each other (no time order).
+    def _sample(self, n: int, conditions, *, seed: int, length: int, temperature: float) -> np.ndarray:
+        """``[n, length, F]`` feature vectors in feature units, independent of each other (no time order).
         ``temperature`` scales the latent noise; 0 gives the same point every time (the latent mode)."""
-        _no_conditions(conditions)
-        length = 1 if length is None else int(length)
-        if n < 1 or length < 1:
-            raise ModelError(f"n and length must be at least 1, got n={n}, length={length}")
-        if not temperature >= 0:
-            raise ModelError(f"temperature must be 0 or more, got {temperature}")
         z = self.sample_latent(n * length, seed=seed) * float(temperature)
         return self.generate_from_latent(z).reshape(n, length, -1)
 
     def sample_latent(self, n: int, *, seed: int = 0) -> torch.Tensor:
-        """Standard normal codes ``[n, F]``; ``generate_from_latent`` of them equals ``sample(n, seed=seed)``."""
+        """Standard normal codes ``[n, F]``; ``generate_from_latent`` of them equals ``sample(n, seed=seed)``
+        (of length 1)."""
         return torch.randn(n, self.config.n_features, generator=self.noise_generator(seed))
 
     @torch.no_grad()

@@ -1,43 +1,45 @@
-"""The explicit name -> class table of generative models (no plugin magic: a new model adds one line here)."""
+"""The explicit name -> class table of generative models (no plugin magic: a new model adds one line here).
+
+Every class declares its own ``name`` and ``default_epochs``; code elsewhere asks this table (``model_names``,
+``candle_models``, ``get_model_class``) and the classes' capabilities (``models.capabilities``), never a name it
+typed itself. ``DEFAULT_MODEL`` is the one default: the best model in BENCHMARKS.md and among the fastest to train.
+"""
 
 from __future__ import annotations
 
 import difflib
-import importlib
 
 from marketsynth.errors import ModelError
+from marketsynth.models.autoregressive import AutoregressiveModel
 from marketsynth.models.base import GenerativeModel
+from marketsynth.models.capabilities import Conditional
+from marketsynth.models.cgan import CGAN
 from marketsynth.models.dcgan import DCGAN
+from marketsynth.models.garch import GarchModel
+from marketsynth.models.glow import GlowModel
+from marketsynth.models.timegan import TimeGAN
 from marketsynth.models.wgan_gp import WGANGP
 
-
-def _optional(module: str, attribute: str) -> type[GenerativeModel] | None:
-    """A model from a module that may not be written yet; an error *inside* an existing module still raises."""
-    try:
-        return getattr(importlib.import_module(f"marketsynth.models.{module}"), attribute)
-    except ModuleNotFoundError as exc:
-        if exc.name != f"marketsynth.models.{module}":
-            raise
-        return None
-
-
 MODELS: dict[str, type[GenerativeModel]] = {
-    name: cls
-    for name, cls in {
-        "dcgan": DCGAN,
-        "wgan-gp": WGANGP,
-        "timegan": _optional("timegan", "TimeGAN"),
-        "garch": _optional("garch", "GarchModel"),
-        "glow": _optional("glow", "GlowModel"),
-        "cgan": _optional("cgan", "CGAN"),
-        "autoregressive": _optional("autoregressive", "AutoregressiveModel"),
-    }.items()
-    if cls is not None
+    cls.name: cls for cls in (DCGAN, WGANGP, TimeGAN, GarchModel, GlowModel, CGAN, AutoregressiveModel)
 }
+DEFAULT_MODEL = AutoregressiveModel.name
 
 
 def model_names() -> list[str]:
     return list(MODELS)
+
+
+def candle_models(*, conditional: bool = True) -> list[str]:
+    """The models that generate candles (not per-bar feature vectors), in table order; ``conditional=False``
+    leaves out the ones trained on labels (what ``run`` and ``compare`` accept)."""
+    return [name for name, cls in MODELS.items()
+            if cls.models_candles and (conditional or not issubclass(cls, Conditional))]
+
+
+def models_with(capability: type) -> list[str]:
+    """The models with a capability mixin (``Temperature``, ``Likelihood``, ``Conditional``), in table order."""
+    return [name for name, cls in MODELS.items() if issubclass(cls, capability)]
 
 
 def get_model_class(name: str) -> type[GenerativeModel]:

@@ -24,8 +24,8 @@ Every loss dict carries ``phase`` (0, 1, 2); ``current_phase`` holds its name fo
 never go back: when a run is extended (resume with more epochs) and the fractions of the new total would put an
 epoch back into pre-training, it stays in the phase already reached (saved in ``extra_state``).
 
-Noise is Gaussian per step (the reference draws U[0, 1)) so that ``temperature`` scales spread around the
-centre.
+Noise is Gaussian per step (the reference draws U[0, 1)). There is no sampling temperature: scaling the noise
+of a GAN does not widen its output in a defined way.
 """
 
 from __future__ import annotations
@@ -102,6 +102,7 @@ class _RecurrentNet(nn.Module):
 
 class TimeGAN(GenerativeModel):
     name = "timegan"
+    default_epochs = 30
     Config: ClassVar[type[ModelConfig]] = TimeGANConfig
     scaling = "standard"
     native_long_paths = True  # the GRUs run for any number of steps, carrying their state
@@ -265,29 +266,15 @@ class TimeGAN(GenerativeModel):
         return torch.randn(n, steps, self.config.latent_dim, device=self.device)
 
     # ---- generation ----------------------------------------------------------------------------------------
-    def sample(
-        self,
-        n: int,
-        conditions: np.ndarray | None = None,
-        *,
-        seed: int = 0,
-        length: int | None = None,
-        temperature: float = 1.0,
-    ) -> np.ndarray:
+    def _sample(self, n: int, conditions, *, seed: int, length: int) -> np.ndarray:
         """Noise -> generator -> supervisor -> recovery for ``length`` steps. Noise is drawn ``seq_len`` steps
         at a time, so a longer path with the same seed starts exactly like a shorter one."""
-        _no_conditions(conditions)
-        length = self.config.seq_len if length is None else int(length)
-        if n < 1 or length < 1:
-            raise ModelError(f"n and length must be at least 1, got n={n}, length={length}")
-        if not temperature > 0:
-            raise ModelError(f"temperature must be positive, got {temperature}")
         generator, chunk = self.noise_generator(seed), self.config.seq_len
 
         def chunks() -> Iterator[torch.Tensor]:
             for start in range(0, length, chunk):
                 z = torch.randn(n, chunk, self.config.latent_dim, generator=generator)
-                yield temperature * z[:, : length - start]
+                yield z[:, : length - start]
 
         return self._decode(chunks(), n)
 

@@ -75,6 +75,8 @@ class LSTMCritic(nn.Module):
 
 class WGANGP(GenerativeModel):
     name = "wgan-gp"
+    default_epochs = 8
+    collapse_hint = ""  # the loop's mode-collapse warning suggests this model to the others
     Config: ClassVar[type[ModelConfig]] = WGANGPConfig
     scaling = "standard"
     native_long_paths = True
@@ -161,17 +163,10 @@ class WGANGP(GenerativeModel):
         return critic(x)
 
     # ---- generation ----------------------------------------------------------------------------------------
-    def sample(self, n: int, conditions: np.ndarray | None = None, *, seed: int = 0, length: int | None = None,
-               temperature: float = 1.0) -> np.ndarray:
-        """``n`` paths of ``length`` steps (default ``seq_len``): one LSTM run each, noise drawn per step."""
-        labels = self._condition_labels(conditions, n)
-        length = self.config.seq_len if length is None else int(length)
-        if n < 1 or length < 1:
-            raise ModelError(f"n and length must be at least 1, got n={n}, length={length}")
-        if not temperature > 0:
-            raise ModelError(f"temperature must be positive, got {temperature}")
+    def _sample(self, n: int, conditions, *, seed: int, length: int) -> np.ndarray:
+        """``n`` paths of ``length`` steps: one LSTM run each, noise drawn per step."""
         z = torch.randn(n, length, self.config.latent_dim, generator=self.noise_generator(seed))
-        return self._run_generator(temperature * z, labels)
+        return self._run_generator(z, self._condition_labels(conditions, n))
 
     def sample_latent(self, n: int, *, seed: int = 0) -> torch.Tensor:
         """Noise ``[n, seq_len, latent_dim]``; ``generate_from_latent`` of it equals ``sample(n, seed=seed)``."""

@@ -35,7 +35,7 @@ def fan_chart(analysis: ScenarioAnalysis) -> Figure:
     ax.set_xlabel("bars from the start")
     ax.set_ylabel("cumulative P&L, % of capital")
     ax.set_title(f"{analysis.settings['num']} scenarios of {analysis.settings['horizon']} bars "
-                 f"({analysis.model['name']}, T={analysis.settings['temperature']:g})")
+                 f"({analysis.model['name']}, {temperature_text(analysis.settings, short=True)})")
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -75,7 +75,7 @@ def section_blocks(analysis: ScenarioAnalysis) -> list:
     blocks = [
         reports.Paragraph([
             f"{s['num']} scenarios of {s['horizon']} bars from ", reports.Code(analysis.model["path"]),
-            f" ({analysis.model['name']}, {analysis.model['simulation']}), temperature {s['temperature']:g}"
+            f" ({analysis.model['name']}, {analysis.model['simulation']}), {temperature_text(s)}"
             f"{', regime ' + str(s['regime']) if s['regime'] else ''}, position {s['position']:g}, seed {s['seed']}."]),
         reports.Paragraph(
             f"Losses are positive fractions of capital. VaR {first.level:.0%} = {first.var:.3f} means a loss of more "
@@ -112,16 +112,25 @@ def risk_rows(analysis: ScenarioAnalysis) -> list[list[str]]:
     return rows
 
 
-STRESS_COLUMNS = ["setting", "mean", "std", "VaR 95%", "CVaR 95%", "VaR 99%", "CVaR 99%", "worst loss",
-                  "P(loss > threshold)"]
+STRESS_COLUMNS = ["setting", "changes", "mean", "std", "VaR 95%", "CVaR 95%", "VaR 99%", "CVaR 99%", "worst loss",
+                  "P(loss > threshold)", "flag"]
 
 
 def stress_row(row: RiskSummary) -> list[str]:
-    """One stress-table row as text (shared by the terminal table and the HTML)."""
-    cells = [row.label, _f(row.dist.mean), _f(row.dist.std)]
+    """One stress-table row as text (shared by the terminal table and the HTML): what it changes, its figures,
+    and the flag of a stress that shows less risk than the baseline."""
+    cells = [row.label, row.changes, _f(row.dist.mean), _f(row.dist.std)]
     for level in LEVELS:
         cells += [_f(row.tail(level).var), _f(row.tail(level).cvar)]
-    return cells + [_f(row.worst_loss), f"{row.loss_beyond_threshold:.2%}"]
+    return cells + [_f(row.worst_loss), f"{row.loss_beyond_threshold:.2%}", row.flag]
+
+
+def temperature_text(settings: dict, *, short: bool = False) -> str:
+    """``temperature 1.5`` (``T=1.5``), or that the model has none."""
+    value = settings.get("temperature")
+    if value is None:
+        return "no sampling temperature"
+    return f"T={value:g}" if short else f"temperature {value:g}"
 
 
 _DIST_ROWS = [("mean", lambda d: d.mean), ("std", lambda d: d.std), ("skewness", lambda d: d.skewness),

@@ -17,14 +17,19 @@ How paths are simulated (one batched ``model.sample`` call per setting, no Pytho
       ``return_1`` (a log return) are summed. That ignores temporal dependence — volatility clustering and
       trends — so multi-bar tails are likely understated; the notes say so.
 
-Temperature scales the model's noise with the same seed, so stress rows reuse the same latent draws: for garch
-the return shocks scale exactly, so tail losses grow with temperature; neural models usually behave so too
-(not guaranteed: the noise passes through a network), and any violation is reported in the notes. The
-real-data comparison uses every overlapping ``horizon``-bar window of the real closes that spans no time gap.
+Stress rows (same seed, so every row reuses the same draws) change one thing each and say what
+(``RiskSummary.changes``): a hotter temperature for models whose temperature widens the distribution
+(``models.capabilities.Temperature``: the mixture components' scales, GARCH's return shocks, a flow's latent
+noise), and the crash regime for conditional models. Models without a temperature (the GANs: scaling their noise
+is no stress; on a cgan it *lowered* VaR from 0.190 to 0.119) get no temperature rows and refuse one. A stress row
+whose VaR or CVaR is below the baseline's is flagged (``RiskSummary.flag``): the table never reports less risk
+under more stress without saying so. The real-data comparison uses every overlapping ``horizon``-bar window of the
+real closes that spans no time gap.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,8 +39,10 @@ import numpy as np
 import pandas as pd
 
 from marketsynth.compute import torch_threads
+from marketsynth.data.bars import time_breaks
 from marketsynth.errors import ConfigError, MarketSynthError, ModelError
-from marketsynth.generation import regime_conditions  # shared with 'generate': the same --regime rules
+from marketsynth.generation import regime_conditions, sample_paths  # shared with 'generate': the same rules
+from marketsynth.models.capabilities import Conditional, Temperature
 from marketsynth.risk.measures import (
     LEVELS,
     PERCENTILES,
@@ -46,33 +53,30 @@ from marketsynth.risk.measures import (
     tail_risk,
 )
 
-STRESS_TEMPERATURES = (1.0, 1.5, 2.0)
+STRESS_TEMPERATURES = (1.0, 1.5, 2.0)  # for models with a sampling temperature
 STRESS_REGIME = "crash"
+LESS_RISK = "⚠ less risk than the baseline under this stress"
 MIN_SCENARIOS = 10
 RETURN_DEFINITION = ("simple horizon return close_H / S0 - 1 (S0: the price the path starts from) times the "
                      "position, as a fraction of capital")
 
 
 # ---- validation ------------------------------------------------------------------------------------------------
-def check_settings(*, num: int, horizon: int, temperature: float, position: float, threshold: float,
-                   stress_temperatures: Sequence[float] = STRESS_TEMPERATURES) -> None:
+def check_settings(*, num: int, horizon: int, temperature: float | None, position: float, threshold: float,
+                   stress_temperatures: Sequence[float] | None = None) -> None:
     """One ConfigError line for any option out of range."""
     if num < MIN_SCENARIOS:
         raise ConfigError(f"--num must be at least {MIN_SCENARIOS} scenarios (tail figures need a tail), got {num}")
     if horizon < 1:
         raise ConfigError(f"--horizon must be at least 1 bar, got {horizon}")
-    for value, option in [(temperature, "--temperature"), *((t, "--stress-temperatures") for t in
-                                                            stress_temperatures)]:
+    given = [] if temperature is None else [(temperature, "--temperature")]
+    for value, option in [*given, *((t, "--stress-temperatures") for t in stress_temperatures or ())]:
         if not (math.isfinite(value) and value > 0):
             raise ConfigError(f"{option} must be positive (1 = as trained), got {value}")
     if not math.isfinite(position) or position == 0:
         raise ConfigError(f"--position must be a non-zero multiple of capital (1 long, -1 short), got {position}")
     if not (math.isfinite(threshold) and threshold >= 0):
         raise ConfigError(f"--threshold is a loss fraction >= 0 (0.1 = a 10% loss), got {threshold}")
-
-
-def is_conditional(model) -> bool:
-    return bool(getattr(model, "conditional", False))
 
 
 def return_feature(checkpoint) -> int | None:
@@ -112,12 +116,11 @@ def check_horizon(checkpoint, horizon: int, conditions=None) -> str | None:
 
 
 # ---- simulation ------------------------------------------------------------------------------------------------
-def simulate_paths(checkpoint, num: int, horizon: int, *, temperature: float = 1.0, regime: str | None = None,
-                   seed: int = 0, threads: int | None = None) -> np.ndarray:
+def simulate_paths(checkpoint, num: int, horizon: int, *, temperature: float | None = None,
+                   regime: str | None = None, seed: int = 0, threads: int | None = None) -> np.ndarray:
     """Cumulative simple returns ``[num, horizon]``: column t is ``close_t / S0 - 1`` (the last is the horizon
-    return). One batched sampling call; the same seed gives the same paths."""
-    from marketsynth.generation import sample_paths
-
+    return). One batched sampling call; the same seed gives the same paths. ``temperature`` only for models
+    that have one."""
     model = checkpoint.model
     conditions = regime_conditions(model, regime, num)
     feature = return_feature(checkpoint)
@@ -131,7 +134,8 @@ def simulate_paths(checkpoint, num: int, horizon: int, *, temperature: float = 1
     else:
         paths = close_returns(checkpoint.representation, raw)
     if not np.isfinite(paths).all():
-        raise ModelError(f"{model.name} produced non-finite returns at temperature {temperature}; lower it")
+        hotter = f" at temperature {temperature}; lower it" if temperature is not None else "; check the model"
+        raise ModelError(f"{model.name} produced non-finite returns{hotter}")
     return paths
 
 
@@ -161,35 +165,44 @@ def real_horizon_returns(bars: pd.DataFrame, horizon: int) -> np.ndarray:
         return np.zeros(0)
     starts = np.arange(len(close) - horizon)
     if "time" in bars.columns and len(bars) > 2:
-        times = pd.DatetimeIndex(bars["time"])
-        steps = np.asarray(times[1:] - times[:-1])
-        breaks = np.concatenate([[0], np.cumsum(steps > np.median(steps))])  # run id of each bar
+        breaks = np.concatenate([[0], np.cumsum(time_breaks(bars["time"]))])  # run id of each bar
         starts = starts[breaks[starts] == breaks[starts + horizon]]
     return close[starts + horizon] / close[starts] - 1.0
 
 
 def training_bars(meta: dict[str, Any]) -> tuple[pd.DataFrame | None, str]:
-    """Re-read the real candles a checkpoint was trained on (its meta.json), or (None, why not)."""
-    from marketsynth import api
+    """Re-read the real candles a checkpoint was trained on (the data source in its meta.json, through the one
+    loader ``data.load``), or (None, why not)."""
+    from marketsynth.data.load import load, source_from_dict
 
-    source = meta.get("source")
+    described = _legacy_source(meta)
     end = pd.Timestamp(meta["end"]) if meta.get("end") else None
     try:
-        if source == "file":
-            bars, _ = api.load_bars(csv=meta["file"], start=meta.get("start"))
-            where = f"training data {meta['file']}"
-        elif source == "store":
-            bars, _ = api.load_bars(symbol=meta["symbol"], interval=meta["interval"], exchange=meta.get("exchange"),
-                                    store=meta.get("store"), start=meta.get("start"))
-            where = f"training data {meta.get('exchange')} {meta['symbol']} {meta['interval']} from the store"
-        else:
-            return None, (f"the checkpoint records no re-readable data source ({source or 'none'}); pass --real FILE "
-                          f"or --symbol/--interval")
-    except (MarketSynthError, OSError, KeyError) as exc:
+        source = dataclasses.replace(source_from_dict(described), end=None)  # meta's end is the last bar: kept
+    except (ConfigError, TypeError):
+        return None, (f"the checkpoint records no re-readable data source ({described.get('kind') or 'none'}); "
+                      f"pass --real FILE or --symbol/--interval")
+    try:
+        bars = load(source).bars
+    except (MarketSynthError, OSError) as exc:
         return None, f"the training data could not be re-read ({exc}); pass --real FILE or --symbol/--interval"
     if end is not None:
         bars = bars[bars["time"] <= end].reset_index(drop=True)
-    return bars, f"{where}, {len(bars)} bars"
+    kind = getattr(source, "kind", "")
+    where = {"file": lambda: f"training data {getattr(source, 'path', '')}",
+             "store": lambda: f"training data {meta.get('exchange')} {meta.get('symbol')} {meta.get('interval')} "
+                              f"from the store",
+             "sample": lambda: f"training data sample {getattr(source, 'name', '')}"}.get(kind, lambda: "training data")
+    return bars, f"{where()}, {len(bars)} bars"
+
+
+def _legacy_source(meta: dict[str, Any]) -> dict[str, Any]:
+    """The data source of a checkpoint's meta.json; checkpoints from before ``data.load`` said ``source``."""
+    if "kind" in meta or meta.get("source") not in ("file", "store"):
+        return meta
+    if meta["source"] == "file":
+        return {**meta, "kind": "file", "path": meta.get("file")}
+    return {**meta, "kind": "store"}
 
 
 # ---- summaries -------------------------------------------------------------------------------------------------
@@ -202,14 +215,17 @@ class RiskSummary:
     dist: Distribution
     worst_loss: float
     loss_beyond_threshold: float
-    temperature: float | None = None
+    temperature: float | None = None  # None: a model without a sampling temperature
     regime: str | None = None
+    changes: str = ""  # what this stress row changes against the baseline
+    flag: str = ""  # LESS_RISK when a stress row shows less risk than the baseline
 
     def tail(self, level: float) -> TailRisk:
         return next(t for t in self.tails if math.isclose(t.level, level))
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"label": self.label, "temperature": self.temperature, "regime": self.regime}
+        out: dict[str, Any] = {"label": self.label, "temperature": self.temperature, "regime": self.regime,
+                               "changes": self.changes, "flag": self.flag}
         for t in self.tails:
             pct = round(t.level * 100)
             out.update({f"var_{pct}": t.var, f"cvar_{pct}": t.cvar, f"var_{pct}_normal": t.var_normal,
@@ -259,12 +275,15 @@ class ScenarioAnalysis:
         }
 
 
-def analyse(checkpoint, *, num: int = 2000, horizon: int = 24, temperature: float = 1.0, regime: str | None = None,
-            position: float = 1.0, threshold: float = 0.1, seed: int = 0,
-            stress_temperatures: Sequence[float] = STRESS_TEMPERATURES, real_bars: pd.DataFrame | None = None,
+def analyse(checkpoint, *, num: int = 2000, horizon: int = 24, temperature: float | None = None,
+            regime: str | None = None, position: float = 1.0, threshold: float = 0.1, seed: int = 0,
+            stress_temperatures: Sequence[float] | None = None, real_bars: pd.DataFrame | None = None,
             real_source: str = "", threads: int | None = None,
             on_step: Callable[[str], None] | None = None) -> ScenarioAnalysis:
-    """Simulate the base scenarios and every stress setting (same seed), and summarise them."""
+    """Simulate the base scenarios and every stress setting (same seed), and summarise them.
+
+    ``temperature`` (default 1) and ``stress_temperatures`` (default ``STRESS_TEMPERATURES``) apply only to
+    ``Temperature`` models; any other model refuses them in one line that says what it offers instead."""
     check_settings(num=num, horizon=horizon, temperature=temperature, position=position, threshold=threshold,
                    stress_temperatures=stress_temperatures)
     model = checkpoint.model
@@ -273,20 +292,29 @@ def analyse(checkpoint, *, num: int = 2000, horizon: int = 24, temperature: floa
     if chained:
         notes.append(chained)
     settings = stress_settings(model, temperature, regime, stress_temperatures)
-    if is_conditional(model) and regime != STRESS_REGIME and crash_problem(model) is not None:
+    base_setting = settings[0]
+    if isinstance(model, Conditional) and regime != STRESS_REGIME and crash_problem(model) is not None:
         notes.append(f"no {STRESS_REGIME} stress row: {crash_problem(model)}")
     stress, base_paths = [], None
     for temp, reg in settings:
         paths = simulate_paths(checkpoint, num, horizon, temperature=temp, regime=reg, seed=seed,
                                threads=threads) * position
-        is_base = (temp, reg) == (temperature, regime)
+        is_base = (temp, reg) == base_setting
         base_paths = paths if is_base else base_paths  # only the base run's paths are kept (fan chart)
         stress.append(summarize(paths[:, -1], label=_label(temp, reg, base=is_base), threshold=threshold,
                                 temperature=temp, regime=reg))
+        stress[-1].changes = _changes(model, (temp, reg), base_setting)
         if on_step is not None:
             on_step(stress[-1].label)
-    base = next(row for row in stress if (row.temperature, row.regime) == (temperature, regime))
-    notes += _monotonicity_notes([row for row in stress if row.regime == regime])
+    base = next(row for row in stress if (row.temperature, row.regime) == base_setting)
+    for row in stress:
+        if row is not base and _is_stress((row.temperature, row.regime), base_setting) and _less_risk(row, base):
+            row.flag = LESS_RISK
+    flagged = [row.label for row in stress if row.flag]
+    if flagged:
+        notes.append(f"{', '.join(flagged)}: less risk than the baseline under a stress: {model.name}'s tails do "
+                     f"not widen there, so do not read that row as a stress test")
+    notes += _monotonicity_notes([row for row in stress if row.regime == regime and row.temperature is not None])
     real, real_note = None, f"n/a: {real_source or 'no real data given'}"
     if real_bars is not None:
         real_pnl = real_horizon_returns(real_bars, horizon) * position
@@ -299,25 +327,34 @@ def analyse(checkpoint, *, num: int = 2000, horizon: int = 24, temperature: floa
     fan = np.percentile(base_paths, list(PERCENTILES), axis=0)
     fan = np.concatenate([np.zeros((len(PERCENTILES), 1)), fan], axis=1)
     info = {"path": str(checkpoint.path), "name": model.name, "seq_len": int(model.config.seq_len),
-            "conditional": is_conditional(model),
+            "conditional": isinstance(model, Conditional),
+            "temperature_scales": model.temperature_scales if isinstance(model, Temperature) else None,
             "simulation": "i.i.d. return_1 draws" if return_feature(checkpoint) is not None else
             ("one continuous path" if model.native_long_paths or horizon <= model.config.seq_len
              else "chained windows")}
-    options = {"num": num, "horizon": horizon, "temperature": temperature, "regime": regime, "position": position,
-               "threshold": threshold, "seed": seed, "stress_temperatures": [float(t) for t in stress_temperatures]}
+    options = {"num": num, "horizon": horizon, "temperature": base_setting[0], "regime": regime,
+               "position": position, "threshold": threshold, "seed": seed,
+               "stress_temperatures": sorted({t for t, _ in settings if t is not None})}
     stderr = {level: bootstrap_stderr(base_paths[:, -1], level, seed=seed) for level in LEVELS}
     return ScenarioAnalysis(options, info, base, stress, real, real_note, fan, base_paths[:, -1], notes, stderr)
 
 
-def stress_settings(model, temperature: float, regime: str | None,
-                    stress_temperatures: Sequence[float] = STRESS_TEMPERATURES) -> list[tuple[float, str | None]]:
-    """(temperature, regime) of every simulation: the base run, each stress temperature in the base regime, and
-    the crash regime at the base temperature when the model is conditional."""
-    settings = [(float(t), regime) for t in dict.fromkeys(stress_temperatures)]
-    if (temperature, regime) not in settings:
-        settings.insert(0, (float(temperature), regime))
-    if is_conditional(model) and regime != STRESS_REGIME and crash_problem(model) is None:
-        settings.append((float(temperature), STRESS_REGIME))
+def stress_settings(model, temperature: float | None, regime: str | None,
+                    stress_temperatures: Sequence[float] | None = None) -> list[tuple[float | None, str | None]]:
+    """(temperature, regime) of every simulation, the base run first: for ``Temperature`` models each stress
+    temperature in the base regime; for conditional models the crash regime at the base temperature. A model
+    without a temperature refuses ``temperature``/``stress_temperatures`` (None: the defaults)."""
+    if isinstance(model, Temperature):
+        base = (model.check_temperature(temperature), regime)
+        temps = STRESS_TEMPERATURES if stress_temperatures is None else stress_temperatures
+        settings = [base, *((float(t), regime) for t in dict.fromkeys(temps) if (float(t), regime) != base)]
+    else:
+        if temperature is not None or stress_temperatures:
+            raise ModelError(model.no_temperature())
+        base = (None, regime)
+        settings = [base]
+    if isinstance(model, Conditional) and regime != STRESS_REGIME and crash_problem(model) is None:
+        settings.append((base[0], STRESS_REGIME))
     return settings
 
 
@@ -330,9 +367,35 @@ def crash_problem(model) -> str | None:
     return None
 
 
-def _label(temperature: float, regime: str | None, *, base: bool) -> str:
-    text = f"T={temperature:g}" + (f", {regime}" if regime else "")
+def _label(temperature: float | None, regime: str | None, *, base: bool) -> str:
+    parts = ([f"T={temperature:g}"] if temperature is not None else []) + ([regime] if regime else [])
+    text = ", ".join(parts) or "as trained"
     return f"{text} (base)" if base else text
+
+
+def _changes(model, setting: tuple[float | None, str | None], base: tuple[float | None, str | None]) -> str:
+    """What a row changes against the base run, e.g. ``temperature 2: the return shocks × 2``."""
+    if setting == base:
+        return "nothing (the baseline)"
+    (temp, regime), (base_temp, base_regime) = setting, base
+    parts = []
+    if regime != base_regime:
+        parts.append(f"regime {regime}: the {regime} label")
+    if temp != base_temp and isinstance(model, Temperature):
+        parts.append(model.describe_temperature(temp) + (" (calmer than the baseline)" if temp < base_temp else ""))
+    return "; ".join(parts)
+
+
+def _is_stress(setting: tuple[float | None, str | None], base: tuple[float | None, str | None]) -> bool:
+    """A row meant to show more risk than the base: a hotter temperature or another regime (the crash row)."""
+    (temp, regime), (base_temp, base_regime) = setting, base
+    return regime != base_regime or (temp is not None and base_temp is not None and temp > base_temp)
+
+
+def _less_risk(row: RiskSummary, base: RiskSummary) -> bool:
+    """Whether any VaR or CVaR of ``row`` is below the base row's."""
+    return any(getattr(row.tail(level), key) < getattr(base.tail(level), key) for level in LEVELS
+               for key in ("var", "cvar"))
 
 
 def _monotonicity_notes(rows: list[RiskSummary]) -> list[str]:
