@@ -176,7 +176,7 @@ def compare(data: MarketData, models: list[str], *, work: Path, budget_seconds: 
             seeds: int = 1, seq_len: int = 24, repeats: int = 1, epochs: int | None = None,
             split: str = "chronological", discriminators=None, stages: Progress | None = None) -> Comparison:
     """Train, sample and evaluate every model for every seed under the same budget (None: the default epochs,
-    ``pipeline.DEFAULT_EPOCHS``, or ``epochs``) on the same split; the checkpoints go to
+    each model's ``default_epochs``, or ``epochs``) on the same split; the checkpoints go to
     ``work/models/<model>-seed<N>/`` with their ``synthetic.csv`` and ``metrics.json``."""
     stages = or_silent(stages)
     names = check_models(models)
@@ -229,15 +229,16 @@ def compare(data: MarketData, models: list[str], *, work: Path, budget_seconds: 
 
 def check_models(models: list[str]) -> list[str]:
     """The registered names of ``models``; one-line errors for unknown, repeated or non-candle models."""
-    from marketsynth.models.registry import get_model_class
+    from marketsynth.models.registry import candle_models, get_model_class
 
     names = [get_model_class(m).name for m in models]
+    accepted = candle_models(conditional=False)
     if len(set(names)) != len(names) or not names:
-        raise ConfigError(f"--models lists each model once, e.g. dcgan,garch; got {','.join(models) or 'none'}")
-    refused = [n for n in names if n not in pipeline.CANDLE_MODELS]
+        raise ConfigError(f"--models lists each model once, e.g. {','.join(accepted[:2])}; got "
+                          f"{','.join(models) or 'none'}")
+    refused = [n for n in names if n not in accepted]
     if refused:
-        raise ConfigError(f"{', '.join(refused)} cannot be compared on candles; choose from "
-                          f"{', '.join(pipeline.CANDLE_MODELS)}")
+        raise ConfigError(f"{', '.join(refused)} cannot be compared on candles; choose from {', '.join(accepted)}")
     return names
 
 

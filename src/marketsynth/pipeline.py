@@ -9,9 +9,9 @@ Split (``split_bars``): by default the first 80 % of the bars train the model an
 (never seen in training) are the real side of every metric; ``interleaved`` holds out every fifth 10-day chunk
 instead. The training windows are given to ``evaluate`` for TSTR and memorization.
 
-Default epochs (``DEFAULT_EPOCHS``), chosen so that ``marketsynth run`` on a year of 1h candles (about 7,000
-training windows of 24 bars) trains in minutes on one CPU core. Measured as CPU time with one torch thread
-on this project's shared 2-core development machine (wall time is about the same on a free core):
+Default epochs (each model class's ``default_epochs``), chosen so that ``marketsynth run`` on a year of 1h
+candles (about 7,000 training windows of 24 bars) trains in minutes on one CPU core. Measured as CPU time with one
+torch thread on this project's shared 2-core development machine (wall time is about the same on a free core):
 
 =========  ======  ====================================================================  ===========
 model      epochs  per epoch (7,000 windows)                                             training
@@ -45,11 +45,9 @@ from marketsynth.checkpoint import Checkpoint, is_checkpoint, load_checkpoint
 from marketsynth.compute import torch_threads
 from marketsynth.data.load import span
 from marketsynth.errors import ConfigError, DataError, ModelError
+from marketsynth.models.registry import candle_models, get_model_class
 from marketsynth.progress import Progress
 
-DEFAULT_EPOCHS = {"garch": 1, "dcgan": 20, "wgan-gp": 8, "timegan": 30, "autoregressive": 10}
-CANDLE_MODELS = ("dcgan", "wgan-gp", "timegan", "garch", "autoregressive")  # glow models bar features, not candles
-DEFAULT_MODEL = "autoregressive"  # the best in BENCHMARKS.md (quality) and among the fastest to train
 TRAIN_FRACTION = 0.8
 SPLITS = ("chronological", "interleaved")  # see split_bars
 CHUNK_BARS = 240
@@ -137,23 +135,22 @@ def train_model(model: str, bars: pd.DataFrame, *, out: str | Path, adjacent: st
                 epochs: int | None = None, budget_seconds: float | None = None, seed: int = 0,
                 device: str = "cpu", resume: bool = False, stages: Progress | None = None,
                 source: dict[str, Any] | None = None) -> Trained:
-    """Fit ``model`` on ``bars`` into the checkpoint directory ``out``; epochs default to ``DEFAULT_EPOCHS``.
+    """Fit ``model`` on ``bars`` into the checkpoint directory ``out``; epochs default to the model's own.
 
     ``source``: where the bars came from (recorded in the checkpoint). With ``budget_seconds`` the epochs (at most
     ``epochs`` when given) are planned to fit the budget and training stops when it is spent. ``resume`` continues
     the checkpoint in ``out`` to ``epochs`` in total.
     """
     from marketsynth import api
-    from marketsynth.models.registry import get_model_class
 
     cls = get_model_class(model)
-    if cls.name not in CANDLE_MODELS:
-        raise ModelError(f"{cls.name} models per-bar features, not candles, so it cannot run this pipeline; "
-                         f"choose one of {', '.join(CANDLE_MODELS)}")
+    if cls.name not in candle_models(conditional=False):
+        raise ModelError(f"{cls.name} does not generate unconditional candles, so it cannot run this pipeline; "
+                         f"choose one of {', '.join(candle_models(conditional=False))}")
     stages, out = stages or Progress(), Path(out)
     began = time.perf_counter()
     config = {"seq_len": seq_len}
-    planned = 1 if not cls.iterative else (epochs or DEFAULT_EPOCHS.get(cls.name, 20))
+    planned = 1 if not cls.iterative else (epochs or cls.default_epochs)
     if budget_seconds is not None and cls.iterative and not resume:
         stages.start("train", None, f"{cls.name}: timing a few steps to plan the budget")
         cap = epochs or 100_000
@@ -195,25 +192,27 @@ def _epochs_for_budget(cls, config: dict, bars: pd.DataFrame, adjacent: str | No
     are the same for any total), averaged and scaled to the batches of an epoch."""
     import torch
 
-    from marketsynth.representation import make_representation, windows_from_bars
+    from marketsynth.models.data import TrainingData
     from marketsynth.training import resolve_device
 
     began = time.perf_counter()
-    rep = make_representation("log-returns", scaling=cls.scaling).fit(bars)
-    probe = cls({**config, "n_features": rep.n_features}, device=resolve_device(device), seed=seed)
-    windows = probe.training_windows(windows_from_bars(bars, rep, probe.config.seq_len, timeframe=adjacent).features)[0]
+    rep = cls.representation_for("log-returns").fit(bars)
+    data = TrainingData(bars, timeframe=adjacent, representation=rep)
+    probe = cls(cls.configure(config, data), device=resolve_device(device), seed=seed)
+    arrays = probe.training_arrays(data)  # the same hooks api.train runs
     batch_size = probe.config.batch_size
-    batch = torch.as_tensor(windows[:batch_size], dtype=torch.float32, device=probe.device)
+    batch = torch.as_tensor(arrays.train[:batch_size], dtype=torch.float32, device=probe.device)
+    conditions = None if arrays.conditions is None else torch.as_tensor(arrays.conditions[:batch_size])
     nominal = max(cap if cap < 100_000 else 100, _PROBE_POINTS)
     points = [int((k + 0.5) * nominal / _PROBE_POINTS) for k in range(_PROBE_POINTS)]
     probe.train(True)
-    probe.train_step(batch, None, epoch=points[0], total_epochs=nominal)  # warm-up: first calls are slow
+    probe.train_step(batch, conditions, epoch=points[0], total_epochs=nominal)  # warm-up: first calls are slow
     timings = []
     for point in points:
         tic = time.perf_counter()
-        probe.train_step(batch, None, epoch=point, total_epochs=nominal)
+        probe.train_step(batch, conditions, epoch=point, total_epochs=nominal)
         timings.append(time.perf_counter() - tic)
-    per_epoch = float(np.mean(timings)) * max(1, math.ceil(len(windows) / batch_size))
+    per_epoch = float(np.mean(timings)) * max(1, math.ceil(len(arrays.train) / batch_size))
     left = budget * _BUDGET_SAFETY - (time.perf_counter() - began)
     return int(min(cap, max(1, left // per_epoch)))
 

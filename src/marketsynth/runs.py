@@ -17,9 +17,8 @@ import pandas as pd
 from marketsynth.compute import torch_threads
 from marketsynth.data.load import DataSource, MarketData, label_of, load, source_from_dict, source_to_dict
 from marketsynth.errors import ConfigError
+from marketsynth.models.registry import DEFAULT_MODEL, get_model_class
 from marketsynth.pipeline import (
-    DEFAULT_EPOCHS,
-    DEFAULT_MODEL,
     TRAIN_FRACTION,
     Trained,
     default_num_samples,
@@ -90,7 +89,7 @@ def _run(*, model, out: Path, source, epochs, seq_len, num_samples, seed, device
         model = (model or before.get("model") or DEFAULT_MODEL).lower()
         seq_len = seq_len or before.get("seq_len") or 24
         split = split or before.get("split") or "chronological"
-        epochs = epochs or before.get("epochs") or DEFAULT_EPOCHS.get(model, 20)
+        epochs = epochs or before.get("epochs") or get_model_class(model).default_epochs
         seconds: dict[str, float] = {}
         run.record["settings"] = {"model": model, "epochs": epochs, "seq_len": seq_len, "seed": seed, "device": device,
                                   "repeats": repeats, "train_fraction": TRAIN_FRACTION, "split": split}
