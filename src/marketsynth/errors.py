@@ -49,3 +49,26 @@ class StoreError(MarketSynthError):
 
 class ModelError(MarketSynthError):
     """A model, checkpoint or generation request is invalid."""
+
+
+class OrderRejected(ExchangeError):
+    """The exchange refused an order for a reason resending will not fix: margin, reduce-only, quantity.
+
+    ``code`` is the exchange's own error code (Bybit ``retCode``, Binance ``code``), None for a refusal made
+    before sending (a quantity below the symbol's lot size).
+    """
+
+    def __init__(self, message: str, code: int | None = None):
+        super().__init__(message)
+        self.code = code
+
+
+class OrderStateUnknown(ExchangeError):
+    """An order may or may not be on the exchange, and even a lookup by its client order id cannot tell.
+
+    Nothing may be sent for ``client_id`` again until a reconciliation has found out what happened to it.
+    """
+
+    def __init__(self, message: str, client_id: str):
+        super().__init__(message)
+        self.client_id = client_id
