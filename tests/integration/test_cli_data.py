@@ -1,9 +1,14 @@
-"""The data commands through the real CLI entry point: results, and one-line errors with exit code 2."""
+"""The data commands through the real CLI entry point: results, and one-line errors with exit code 2.
+
+The CLI asks with the machine's real clock, so the fake exchange serves a month of real candles moved to end
+the day before today, and its market clock is the real time: the two clocks agree, as with a real exchange.
+"""
 
 import hashlib
 import subprocess
 import sys
 
+import duckdb
 import pandas as pd
 import pytest
 
@@ -16,7 +21,10 @@ from tests.cli_helpers import run
 
 @pytest.fixture(scope="module")
 def month(btc_csv):
-    return read_bars_file(btc_csv).iloc[2000 : 2000 + 24 * 30].reset_index(drop=True)
+    """30 days of real hourly candles, shifted by whole days so the last one opened yesterday."""
+    bars = read_bars_file(btc_csv).iloc[2000 : 2000 + 24 * 30].reset_index(drop=True)
+    shift = pd.Timestamp.now(tz="UTC").floor("1D") - pd.Timedelta(days=1) - bars.time.iloc[-1].floor("1D")
+    return bars.assign(time=bars.time + shift)
 
 
 @pytest.fixture
@@ -29,6 +37,7 @@ def fake(month):
             ),
         }
     ) as ex:
+        ex.now = pd.Timestamp.now(tz="UTC")  # the market clock is our clock
         yield ex
 
 
@@ -37,7 +46,8 @@ def digest(path):
 
 
 def fetch_args(fake, store, *extra):
-    first, last = fake.candles("BTCUSDT", "1h").time.iloc[[0, -1]]
+    """The whole month: up to the last closed candle (the fake's last candle is today's open one)."""
+    first, last = fake.candles("BTCUSDT", "1h").time.iloc[[0, -2]]
     return [
         "fetch",
         "--exchange",
@@ -58,14 +68,122 @@ def fetch_args(fake, store, *extra):
     ]
 
 
+def row_of(out: str, *words: str) -> list[str]:
+    """The cells of the one table row that holds every word."""
+    rows = [line for line in out.splitlines() if all(word in line for word in words)]
+    assert len(rows) == 1, out
+    return [cell.strip() for cell in rows[0].strip("│┃ ").split("│")]
+
+
 def test_fetch_then_export_round_trip(capsys, tmp_path, fake, month):
     store = tmp_path / "s.duckdb"
-    code, out, _ = run(capsys, *fetch_args(fake, store, "--output", tmp_path / "out.csv"))
-    assert code == 0 and "720" in out
-    exported = read_bars_file(tmp_path / "out.csv")
-    pd.testing.assert_frame_equal(exported, month)
+    code, out, err = run(capsys, *fetch_args(fake, store, "--output", tmp_path / "out.csv"))
+    assert code == 0 and "warning" not in err
+    assert row_of(out, "BTCUSDT", "1h")[4] == "720"
+    pd.testing.assert_frame_equal(read_bars_file(tmp_path / "out.csv"), month)
     code, out, _ = run(capsys, *fetch_args(fake, store))
     assert code == 0 and "already up to date" in out
+
+
+# ---- issue 13: a clock that cannot be believed, and a store poisoned by one ------------------------------------
+def test_bybit_time_zero_stores_every_candle_and_warns_once(capsys, tmp_path, fake, month):
+    """Bybit's envelope ``"time": 0`` used to make every candle look still open: fetched 0, all "exchange lacks"."""
+    fake.envelope_time = 0
+    store = tmp_path / "s.duckdb"
+    code, out, err = run(capsys, *fetch_args(fake, store))
+    assert code == 0
+    assert row_of(out, "BTCUSDT", "1h")[4:] == ["720", "0", "updated"]
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "bybit's answers carry time 0 while our clock says" in warnings[0]
+    assert "/v5/market/time says" in warnings[0]
+    with open_store(store, read_only=True) as db:
+        pd.testing.assert_frame_equal(db.read_bars("bybit", "BTCUSDT", "1h"), month)
+        assert db.known_gaps().empty
+
+
+# What an older marketsynth left behind when a Bybit answer said "time": 0 (issue 13): a version 1 store whose
+# known gaps swallowed the whole month, and not one candle.
+V1_SCHEMA = """
+CREATE TABLE store_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE timeframes (name VARCHAR PRIMARY KEY, seconds BIGINT, pandas_freq VARCHAR NOT NULL);
+CREATE TABLE bars (
+    exchange VARCHAR NOT NULL, symbol VARCHAR NOT NULL, timeframe VARCHAR NOT NULL, time TIMESTAMP NOT NULL,
+    open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, volume DOUBLE,
+    PRIMARY KEY (exchange, symbol, timeframe, time));
+CREATE TABLE known_gaps (
+    exchange VARCHAR NOT NULL, symbol VARCHAR NOT NULL, timeframe VARCHAR NOT NULL,
+    start_time TIMESTAMP NOT NULL, end_time TIMESTAMP NOT NULL, recorded_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (exchange, symbol, timeframe, start_time));
+CREATE TABLE sync_state (
+    exchange VARCHAR NOT NULL, symbol VARCHAR NOT NULL, timeframe VARCHAR NOT NULL,
+    synced_start TIMESTAMP NOT NULL, synced_end TIMESTAMP NOT NULL, synced_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (exchange, symbol, timeframe));
+INSERT INTO store_meta VALUES ('schema_version', '1');
+"""
+
+
+def poisoned_v1_store(path, month) -> pd.Timestamp:
+    """A version 1 store as issue 13 left it; returns when the gap was recorded (three days ago)."""
+    first, end = (t.tz_localize(None) for t in (month.time.iloc[0], month.time.iloc[-1] + pd.Timedelta(hours=1)))
+    recorded = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(days=3)
+    with duckdb.connect(str(path)) as con:
+        con.execute(V1_SCHEMA)
+        con.execute("INSERT INTO known_gaps VALUES ('bybit', 'BTCUSDT', '1h', ?, ?, ?)",
+                    [first, end, recorded.tz_localize(None)])
+        con.execute("INSERT INTO sync_state VALUES ('bybit', 'BTCUSDT', '1h', ?, ?, ?)",
+                    [first, end, recorded.tz_localize(None)])
+    return recorded
+
+
+def test_poisoned_store_shows_its_known_gaps_and_recheck_gaps_recovers_it(capsys, tmp_path, fake, month):
+    store = tmp_path / "old.duckdb"
+    poisoned_v1_store(store, month)
+
+    code, out, _ = run(capsys, "data", "check", "--store", store)  # read-only: the old store as it is
+    assert code == 0
+    cells = row_of(out, "bybit", "BTCUSDT")
+    assert cells[5] == "0" and cells[8] == "720" and cells[9] == "1 (3.0 d)"
+
+    code, out, _ = run(capsys, *fetch_args(fake, store))  # the known gaps still stand: nothing is asked
+    assert code == 0 and row_of(out, "BTCUSDT", "1h")[4:] == ["0", "0", "already up to date"]
+    assert fake.kline_requests() == []
+
+    code, out, _ = run(capsys, *fetch_args(fake, store, "--recheck-gaps"))
+    assert code == 0 and row_of(out, "BTCUSDT", "1h")[4:] == ["720", "0", "updated (re-checked 720)"]
+    with open_store(store, read_only=True) as db:
+        pd.testing.assert_frame_equal(db.read_bars("bybit", "BTCUSDT", "1h"), month)
+        assert db.known_gaps().empty
+    code, out, _ = run(capsys, "data", "check", "--store", store)
+    cells = row_of(out, "bybit", "BTCUSDT")
+    assert cells[5] == "720" and cells[8:10] == ["0", "0"]
+
+
+def test_known_gaps_show_their_count_and_age(capsys, tmp_path, fake, month):
+    hole = month.time.iloc[100]
+    fake.missing.add("BTCUSDT", hole, hole + pd.Timedelta(hours=3))
+    store = tmp_path / "s.duckdb"
+    code, out, _ = run(capsys, *fetch_args(fake, store))
+    assert code == 0 and row_of(out, "BTCUSDT", "1h")[4:] == ["717", "3", "updated"]
+    code, out, _ = run(capsys, "data", "check", "--store", store)
+    cells = row_of(out, "bybit", "BTCUSDT")
+    assert cells[5:10] == ["717", "0 (0)", "3 (3 h)", "3", "1 (0 min)"]
+
+
+# ---- funding rates ---------------------------------------------------------------------------------------------
+def test_fetch_with_funding_stores_the_series_and_counts_it(capsys, tmp_path, fake, month):
+    store = tmp_path / "s.duckdb"
+    code, out, _ = run(capsys, *fetch_args(fake, store, "--funding"))
+    assert code == 0
+    served = fake.funding("BTCUSDT")
+    assert len(served) == 90  # 8-hourly from the first candle (01:00) to the end of the last (01:00 a month on)
+    assert row_of(out, "BTCUSDT", "funding")[4:] == [str(len(served)), "-", "updated"]
+    assert row_of(out, "BTCUSDT", "1h")[4] == "720"
+    with open_store(store, read_only=True) as db:
+        pd.testing.assert_frame_equal(db.read_funding("bybit", "BTCUSDT"), served)
+    code, out, _ = run(capsys, *fetch_args(fake, store, "--funding"))
+    assert row_of(out, "BTCUSDT", "funding")[4:] == ["0", "-", "already up to date"]
+    args = fetch_args(fake, store, "--funding", "--category", "spot")
+    one_line_error(*run(capsys, *args)[::2], "--funding needs perpetuals", "use --category linear or inverse")
 
 
 def test_fetch_from_config_runs_every_symbol_and_timeframe(capsys, tmp_path, fake, month):

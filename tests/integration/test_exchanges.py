@@ -9,11 +9,14 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
+import httpx
 import pandas as pd
 import pytest
 
 from marketsynth.data.exchanges import EXCHANGES, get_source
+from marketsynth.data.exchanges.clock import ExchangeClockWarning
 from marketsynth.errors import ConfigError, ExchangeError
 from marketsynth.testing import FakeExchange
 
@@ -21,6 +24,9 @@ HOUR = pd.Timedelta(hours=1)
 STEPS = {"1h": HOUR, "4h": 4 * HOUR, "1d": 24 * HOUR}
 LIMITS = {"bybit": 1000, "binance": 1500}
 START_ROW, HOURS = 10_000, 5_200  # several thousand hours from inside the file, not aligned to any page
+
+# A clock warning nobody expected is a failure: tests that expect one say so with pytest.warns.
+pytestmark = pytest.mark.filterwarnings("error::marketsynth.data.exchanges.clock.ExchangeClockWarning")
 
 
 class Sleeps(list):
@@ -38,6 +44,7 @@ def make_source(fake_exchange):
         options = {"backoff": 0.01, "max_backoff": 0.05, "timeout": 10.0, "sleep": Sleeps(), **options}
         source = get_source(name, base_url=fake.base_url, **options)
         source.sleeps = options["sleep"]
+        source.fake = fake  # ``fetch`` asks as of the fake's market time unless told otherwise
         made.append(source)
         return source
 
@@ -47,6 +54,9 @@ def make_source(fake_exchange):
 
 
 def fetch(source, start, end, timeframe="1h", **kwargs) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """Every page of BTCUSDT in [start, end); ``now`` defaults to the fake's market clock (our clock agrees)."""
+    if hasattr(source, "fake"):
+        kwargs.setdefault("now", source.fake.now)
     pages = list(source.fetch_bars("BTCUSDT", timeframe, start, end, **kwargs))
     frame = pd.concat(pages, ignore_index=True) if pages else None
     return frame, pages
@@ -103,8 +113,10 @@ def test_whole_history_with_the_default_clock_leaves_out_the_open_candle(
     served = fake_exchange.candles("BTCUSDT", "1h")
     assert len(served) == len(btc_1h_bars) + 1, "the fake serves one open candle after the data"
     start = btc_1h_bars.time.iloc[0] - pd.Timedelta(days=3)  # before listing: empty windows are skipped
-    got, _ = fetch(make_source(exchange), start, pd.Timestamp("2100-01-01", tz="UTC"))  # our clock: today
-    pd.testing.assert_frame_equal(got, btc_1h_bars)
+    began, market = time.time(), fake_exchange.now.timestamp()
+    source = make_source(exchange, clock=lambda: market + time.time() - began)  # our clock: the market's time
+    pages = list(source.fetch_bars("BTCUSDT", "1h", start, pd.Timestamp("2100-01-01", tz="UTC")))
+    pd.testing.assert_frame_equal(pd.concat(pages, ignore_index=True), btc_1h_bars)
 
 
 @pytest.mark.parametrize("exchange", EXCHANGES)
@@ -114,14 +126,51 @@ def test_open_candle_is_never_returned(exchange, timeframe, fake_exchange, make_
     fake_exchange.now = open_hour + pd.Timedelta(minutes=30)
     start = open_hour - pd.Timedelta(days=10)
     source = make_source(exchange)
-    for now in (None, fake_exchange.now, fake_exchange.now + pd.Timedelta(days=2)):  # our clock may run ahead
+    ahead = fake_exchange.now + pd.Timedelta(minutes=4, seconds=50)  # ours slightly ahead: the exchange's decides
+    for now in (fake_exchange.now, ahead):
         got, _ = fetch(source, start, open_hour + pd.Timedelta(days=5), timeframe, now=now)
         step = STEPS[timeframe]
         assert (got.time + step).max() <= fake_exchange.now
         assert got.time.iloc[-1] == open_hour.floor(step) - step
     earlier = fake_exchange.now - pd.Timedelta(hours=3)  # our clock behind the exchange's: ours decides
-    got, _ = fetch(source, start, open_hour, "1h", now=earlier)
+    with pytest.warns(ExchangeClockWarning, match="3 h ahead of ours"):
+        got, _ = fetch(source, start, open_hour, "1h", now=earlier)
     assert got.time.iloc[-1] == earlier.floor("1h") - HOUR
+
+
+@pytest.mark.parametrize("exchange", EXCHANGES)
+@pytest.mark.parametrize("skew", [pd.Timedelta(hours=-6), pd.Timedelta(hours=6)])
+def test_exchange_clock_far_from_ours_warns_once_and_ours_decides(exchange, skew, fake_exchange, make_source,
+                                                                   btc_1h_bars):
+    expected, start, end = window(btc_1h_bars, count=3200)
+    fake_exchange.now = end + pd.Timedelta(minutes=10)  # the last hour of the window closed 10 minutes ago
+    fake_exchange.clock_skew = skew
+    source = make_source(exchange)
+    with pytest.warns(ExchangeClockWarning) as caught:
+        got, pages = fetch(source, start, end)
+    pd.testing.assert_frame_equal(got, expected)
+    assert len(caught) == 1 and len(pages) >= 3, "one warning for the source, not one per page"
+    side = "behind" if skew < pd.Timedelta(0) else "ahead of"
+    reported = fake_exchange.now + skew
+    message = str(caught[0].message)
+    assert f"time {reported:%Y-%m-%d %H:%M:%S} UTC (6 h {side} ours)" in message
+    assert f"our clock says {fake_exchange.now:%Y-%m-%d %H:%M:%S} UTC" in message
+    assert f"its {source.time_path} says {reported:%Y-%m-%d %H:%M:%S} UTC; deciding" in message
+    assert sum(r.path == source.time_path for r in fake_exchange.requests) == 1
+
+
+@pytest.mark.parametrize("exchange", EXCHANGES)
+def test_time_endpoint(exchange, fake_exchange, make_source):
+    fake_exchange.clock_skew = pd.Timedelta(seconds=-7)
+    source = make_source(exchange)
+    assert source.server_time_ms() == (fake_exchange.now - pd.Timedelta(seconds=7)).value // 1_000_000
+
+
+def test_bybit_answers_without_a_time_field_use_the_date_header(fake_exchange, make_source, btc_1h_bars):
+    expected, start, end = window(btc_1h_bars, count=500)
+    fake_exchange.envelope_time = "omit"
+    got, _ = fetch(make_source("bybit"), start, end)  # no warning: the Date header is a sane clock
+    pd.testing.assert_frame_equal(got, expected)
 
 
 FAULTS = [
@@ -132,7 +181,7 @@ FAULTS = [
     ("500", {}),
     ("502", {}),
     ("503", {}),
-    ("timeout", {"delay": 1.5}),
+    ("disconnect", {}),
     ("malformed", {}),
     ("empty", {}),
 ]
@@ -142,22 +191,57 @@ FAULTS = [
 @pytest.mark.parametrize(("kind", "options"), FAULTS, ids=[kind for kind, _ in FAULTS])
 def test_faults_are_retried_and_data_stays_exact(exchange, kind, options, fake_exchange, make_source, btc_1h_bars):
     expected, start, end = window(btc_1h_bars, count=3200)
-    fake_exchange.faults.add(kind, times=1 if kind == "timeout" else 2, **options)
-    source = make_source(exchange, timeout=0.5 if kind == "timeout" else 10.0)  # a loaded machine may be slow
+    fake_exchange.faults.add(kind, times=2, **options)
+    source = make_source(exchange)
     got, pages = fetch(source, start, end)
     pd.testing.assert_frame_equal(got, expected)
     assert not got.time.duplicated().any()
     assert len(fake_exchange.faults) == 0, "every injected fault was served"
     faulted = [r for r in fake_exchange.kline_requests() if r.fault]
-    assert len(faulted) == (1 if kind == "timeout" else 2)
-    if kind != "timeout":  # a short client timeout may also give up on a slow good answer
-        assert len(fake_exchange.kline_requests()) == len(pages) + len(faulted)
+    assert len(faulted) == 2
+    assert len(fake_exchange.kline_requests()) == len(pages) + len(faulted)
+
+
+class TimesOut(httpx.HTTPTransport):
+    """The real transport, except that the first ``times`` requests time out at once (no real wait)."""
+
+    def __init__(self, times: int):
+        super().__init__()
+        self.left = times
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.left:
+            self.left -= 1
+            raise httpx.ReadTimeout("timed out (injected)", request=request)
+        return super().handle_request(request)
+
+
+@pytest.mark.parametrize("exchange", EXCHANGES)
+def test_timeouts_are_retried_and_data_stays_exact(exchange, fake_exchange, make_source, btc_1h_bars):
+    expected, start, end = window(btc_1h_bars, count=3200)
+    transport = TimesOut(times=2)
+    source = make_source(exchange, transport=transport)
+    got, pages = fetch(source, start, end)
+    pd.testing.assert_frame_equal(got, expected)
+    assert transport.left == 0 and len(fake_exchange.kline_requests()) == len(pages)
+    assert len(source.sleeps) >= 2, "each timeout was followed by a backoff"
+
+
+@pytest.mark.parametrize("exchange", EXCHANGES)
+def test_timeouts_on_every_attempt_are_one_error(exchange, fake_exchange, make_source, btc_1h_bars):
+    _, start, end = window(btc_1h_bars, count=100)
+    source = make_source(exchange, transport=TimesOut(times=99), max_attempts=3, timeout=4.0)
+    with pytest.raises(ExchangeError) as failure:
+        fetch(source, start, end)
+    message = str(failure.value)
+    assert "failed after 3 attempts" in message and "did not answer within 4 s (ReadTimeout)" in message
+    assert "\n" not in message and fake_exchange.requests == []
 
 
 @pytest.mark.parametrize("exchange", EXCHANGES)
 def test_faults_injected_while_fetching(exchange, fake_exchange, make_source, btc_1h_bars):
     expected, start, end = window(btc_1h_bars)
-    source_pages = make_source(exchange).fetch_bars("BTCUSDT", "1h", start, end)
+    source_pages = make_source(exchange).fetch_bars("BTCUSDT", "1h", start, end, now=fake_exchange.now)
     pages = [next(source_pages)]
     for kind in ("503", "malformed", "429", "empty"):
         fake_exchange.faults.add(kind, retry_after=0.1)
@@ -318,7 +402,7 @@ def test_binance_used_weight_near_the_limit_waits_for_the_next_minute(fake_excha
     fake_exchange.faults.add("exhausted")
     ticks = iter(range(10**6)).__next__  # a clock at the start of a minute, 1 ms further each time it is read
     source = make_source("binance", clock=lambda: 999_999_960 + ticks() * 1e-3)
-    got, _ = fetch(source, start, end, now=pd.Timestamp("2030-01-01", tz="UTC"))
+    got, _ = fetch(source, start, end)
     pd.testing.assert_frame_equal(got, expected)
     assert 59 < max(source.sleeps) <= 60.5, "paused until the minute turned"
 
@@ -378,8 +462,73 @@ def test_standalone_server(btc_1h_bars, tmp_path):
         try:
             banner = server.stdout.readline()
             url = banner.split(" at ")[1].split()[0]
+            market_now = btc_1h_bars.time.iloc[499] + pd.Timedelta(minutes=90)  # its default: inside the next hour
             with get_source("binance", base_url=url) as source:
-                got = pd.concat(source.fetch_bars("BTCUSDT", "1h", "2019-09-01", "2030-01-01"))
+                got = pd.concat(source.fetch_bars("BTCUSDT", "1h", "2019-09-01", "2030-01-01", now=market_now))
             pd.testing.assert_frame_equal(got.reset_index(drop=True), btc_1h_bars.iloc[:500])
         finally:
             server.terminate()
+
+
+# ---- funding history -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("exchange", EXCHANGES)
+def test_funding_history_pages_through_the_whole_series(exchange, fake_exchange, make_source, btc_1h_bars):
+    served = fake_exchange.funding("BTCUSDT")
+    assert len(served) == 4170 and (served.time.dt.hour % 8 == 0).all() and (served.time.dt.minute == 0).all()
+    source = make_source(exchange)
+    start = btc_1h_bars.time.iloc[0] - pd.Timedelta(days=30)
+    pages = list(source.fetch_funding("BTCUSDT", start, fake_exchange.now, now=fake_exchange.now))
+    got = pd.concat([p.rates for p in pages]).sort_values("time", ignore_index=True)
+    pd.testing.assert_frame_equal(got, served)
+    requests = fake_exchange.funding_requests()
+    assert len(requests) == len(pages)
+    if exchange == "bybit":  # 200 a page, newest first, both ends always sent
+        assert [len(p.rates) for p in pages] == [200] * 20 + [170]
+        assert pages[0].rates.time.iloc[-1] == served.time.iloc[-1]
+        assert all({"startTime", "endTime"} <= set(r.params) and r.params["limit"] == "200" for r in requests)
+    else:  # 1000 a page, oldest first
+        assert [len(p.rates) for p in pages] == [1000] * 4 + [170]
+        assert pages[0].rates.time.iloc[0] == served.time.iloc[0]
+        assert all(r.params["limit"] == "1000" for r in requests)
+
+
+@pytest.mark.parametrize("exchange", EXCHANGES)
+def test_funding_range_is_start_inclusive_end_exclusive(exchange, fake_exchange, make_source):
+    source = make_source(exchange)
+    lo, hi = pd.Timestamp("2021-01-01", tz="UTC"), pd.Timestamp("2021-01-03", tz="UTC")
+    rates = pd.concat([p.rates for p in source.fetch_funding("btcusdt", lo, hi, now=fake_exchange.now)])
+    assert list(rates.time) == list(pd.date_range(lo, hi, freq="8h", inclusive="left").as_unit("us"))
+    served = fake_exchange.funding("BTCUSDT").set_index("time")
+    assert (rates.rate.to_numpy() == served.loc[rates.time, "rate"].to_numpy()).all()
+
+
+def test_bybit_funding_refuses_start_time_alone_as_documented(fake_exchange):
+    url = f"{fake_exchange.base_url}/v5/market/funding/history"
+    answer = httpx.get(url, params={"category": "linear", "symbol": "BTCUSDT", "startTime": 1609459200000}).json()
+    assert answer["retCode"] == 10001
+    answer = httpx.get(url, params={"category": "linear", "symbol": "BTCUSDT", "endTime": 1609459200000}).json()
+    times = [int(item["fundingRateTimestamp"]) for item in answer["result"]["list"]]
+    assert len(times) == 200 and times == sorted(times, reverse=True) and times[0] == 1609459200000
+
+
+def test_binance_funding_without_times_answers_the_latest_200(fake_exchange):
+    rows = httpx.get(f"{fake_exchange.base_url}/fapi/v1/fundingRate", params={"symbol": "BTCUSDT"}).json()
+    assert len(rows) == 100  # the default limit
+    rows = httpx.get(f"{fake_exchange.base_url}/fapi/v1/fundingRate",
+                     params={"symbol": "BTCUSDT", "limit": 1000}).json()
+    served = fake_exchange.funding("BTCUSDT")
+    assert len(rows) == 200 and rows[-1]["fundingTime"] == served.time.iloc[-1].value // 1_000_000
+    assert set(rows[0]) == {"symbol", "fundingRate", "fundingTime", "markPrice"}
+
+
+@pytest.mark.parametrize("exchange", EXCHANGES)
+def test_funding_faults_are_retried(exchange, fake_exchange, make_source):
+    for kind in ("429", "503", "disconnect", "malformed"):
+        fake_exchange.faults.add(kind, retry_after=0.01)
+    source = make_source(exchange)
+    lo, hi = pd.Timestamp("2021-01-01", tz="UTC"), pd.Timestamp("2021-06-01", tz="UTC")
+    rates = pd.concat([p.rates for p in source.fetch_funding("BTCUSDT", lo, hi, now=fake_exchange.now)])
+    served = fake_exchange.funding("BTCUSDT")
+    pd.testing.assert_frame_equal(rates.sort_values("time", ignore_index=True),
+                                  served[(served.time >= lo) & (served.time < hi)].reset_index(drop=True))
+    assert len(fake_exchange.faults) == 0

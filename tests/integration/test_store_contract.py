@@ -18,7 +18,7 @@ import pytest
 from marketsynth.data.bars import BAR_COLUMNS, TIME_DTYPE, as_bars
 from marketsynth.data.store import Gap, open_store
 from marketsynth.data.store import duckdb as duckdb_backend
-from marketsynth.data.store.base import COVERAGE_COLUMNS
+from marketsynth.data.store.base import COVERAGE_COLUMNS, KNOWN_GAP_COLUMNS, OLD_GAP_REASON
 from marketsynth.data.store.postgres import PostgresStore, enable_timescale, timescale_statements
 from marketsynth.errors import ConfigError, StoreError
 from tests.fixtures.postgres import PASSWORD, PASSWORD_USER, _free_port
@@ -247,6 +247,152 @@ def test_sync_state_widens_per_series(store):
     assert abs(pd.Timestamp.now(tz="UTC") - state["synced_at"].iloc[1]) < pd.Timedelta(minutes=5)
 
 
+def test_known_gaps_carry_when_and_why(store):
+    before = pd.Timestamp.now(tz="UTC")
+    store.record_missing("bybit", "BTCUSDT", "1h", [(T0, T0 + 5 * HOUR)], reason="before listing")
+    store.record_missing("bybit", "BTCUSDT", "1h", [(T0 + 9 * HOUR, T0 + 10 * HOUR)])
+    store.record_missing("binance", "ETHUSDT", "1d", [(T0, T0 + pd.Timedelta(days=2))], reason="outage")
+    gaps = store.known_gaps()
+    assert list(gaps.columns) == KNOWN_GAP_COLUMNS
+    assert gaps[["exchange", "symbol", "timeframe"]].values.tolist() == [
+        ["binance", "ETHUSDT", "1d"], ["bybit", "BTCUSDT", "1h"], ["bybit", "BTCUSDT", "1h"]]
+    assert list(gaps.reason) == ["outage", "before listing", "the exchange answered without these candles"]
+    assert all(str(gaps[c].dt.tz) == "UTC" for c in ("start", "end", "recorded_at"))
+    assert ((gaps.recorded_at >= before.floor("ms")) & (gaps.recorded_at <= pd.Timestamp.now(tz="UTC"))).all()
+    one = store.known_gaps("BYBIT".lower(), "btcusdt", "60")
+    assert list(zip(one.start, one.end, strict=True)) == [(T0, T0 + 5 * HOUR), (T0 + 9 * HOUR, T0 + 10 * HOUR)]
+    assert store.known_gaps("bybit", "NOPE", "1h").empty and list(store.known_gaps("x").columns) == KNOWN_GAP_COLUMNS
+    # recording the same start again widens the gap and renews its stamp and reason
+    store.record_missing("bybit", "BTCUSDT", "1h", [(T0, T0 + 6 * HOUR)], reason="asked again")
+    again = store.known_gaps("bybit", "BTCUSDT", "1h").iloc[0]
+    assert (again.end, again.reason) == (T0 + 6 * HOUR, "asked again") and again.recorded_at >= one.recorded_at[0]
+
+
+def test_forget_missing_trims_what_reaches_outside_the_range(store, reopen):
+    store.record_missing("bybit", "BTCUSDT", "1h", [(T0, T0 + 10 * HOUR)], reason="old")
+    store.record_missing("bybit", "BTCUSDT", "1h", [(T0 + 20 * HOUR, T0 + 22 * HOUR)], reason="other")
+    store.record_missing("bybit", "ETHUSDT", "1h", [(T0, T0 + 10 * HOUR)])
+    stamp = store.known_gaps("bybit", "BTCUSDT", "1h").recorded_at[0]
+    forgotten = store.forget_missing("bybit", "BTCUSDT", "1h", T0 + 4 * HOUR, T0 + 21 * HOUR)
+    assert forgotten == [Gap(T0 + 4 * HOUR, T0 + 10 * HOUR, 6), Gap(T0 + 20 * HOUR, T0 + 21 * HOUR, 1)]
+    store.close()
+    gaps = reopen().known_gaps("bybit", "BTCUSDT", "1h")
+    assert list(zip(gaps.start, gaps.end, gaps.reason, strict=True)) == [
+        (T0, T0 + 4 * HOUR, "old"), (T0 + 21 * HOUR, T0 + 22 * HOUR, "other")]
+    assert gaps.recorded_at[0] == stamp, "the part kept keeps when it was recorded"
+    again = reopen()
+    assert len(again.known_gaps("bybit", "ETHUSDT", "1h")) == 1
+    assert [g.bars for g in again.forget_missing("bybit", "BTCUSDT", "1h")] == [4, 1]
+    assert again.known_gaps("bybit", "BTCUSDT", "1h").empty
+    assert again.forget_missing("bybit", "BTCUSDT", "1h") == []
+
+
+# Version 1 of the schema (before known gaps kept their reason and funding rates were stored).
+V1_GAPS = {
+    "duckdb": """
+        CREATE TABLE store_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+        CREATE TABLE known_gaps (
+            exchange VARCHAR NOT NULL, symbol VARCHAR NOT NULL, timeframe VARCHAR NOT NULL,
+            start_time TIMESTAMP NOT NULL, end_time TIMESTAMP NOT NULL, recorded_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (exchange, symbol, timeframe, start_time));
+        INSERT INTO store_meta VALUES ('schema_version', '1');
+        INSERT INTO known_gaps VALUES ('bybit', 'BTCUSDT', '1h', '2024-02-01 00:00', '2024-03-01 00:00',
+                                       '2024-03-02 12:00');""",
+    "postgres": """
+        CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT);
+        CREATE TABLE known_gaps (
+            exchange TEXT NOT NULL, symbol TEXT NOT NULL, timeframe TEXT NOT NULL,
+            start_time TIMESTAMPTZ NOT NULL, end_time TIMESTAMPTZ NOT NULL, recorded_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (exchange, symbol, timeframe, start_time));
+        INSERT INTO store_meta VALUES ('schema_version', '1');
+        INSERT INTO known_gaps VALUES ('bybit', 'BTCUSDT', '1h', '2024-02-01 00:00+00', '2024-03-01 00:00+00',
+                                       '2024-03-02 12:00+00');""",
+}
+
+
+def test_old_gap_tables_are_migrated_in_place(backend, target, reopen):
+    if backend == "duckdb":
+        with duckdb.connect(target) as con:
+            con.execute(V1_GAPS["duckdb"])
+        with open_store(target, read_only=True) as old:  # read-only: read as it is, nothing changed
+            assert list(old.known_gaps().reason) == [OLD_GAP_REASON]
+            assert old.read_funding("bybit", "BTCUSDT").empty and old.funding_synced("bybit", "BTCUSDT") is None
+    else:
+        with psycopg.connect(target, autocommit=True) as con:
+            con.execute(V1_GAPS["postgres"])
+    store = reopen()
+    gaps = store.known_gaps()
+    assert list(zip(gaps.start, gaps.end, gaps.recorded_at, gaps.reason, strict=True)) == [
+        (T0 - pd.Timedelta(days=29), T0, pd.Timestamp("2024-03-02 12:00", tz="UTC"), OLD_GAP_REASON)]
+    store.record_missing("bybit", "BTCUSDT", "1h", [(T0, T0 + HOUR)], reason="new")
+    store.write_funding("bybit", "BTCUSDT", pd.DataFrame({"time": [T0], "rate": [1e-4]}))
+    store.close()
+    again = reopen()  # migrating twice changes nothing
+    assert list(again.known_gaps().reason) == [OLD_GAP_REASON, "new"]
+    assert len(again.read_funding("bybit", "BTCUSDT")) == 1
+    if backend == "duckdb":
+        version = again._con.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone()
+    else:
+        with psycopg.connect(target) as con:
+            version = con.execute("SELECT value FROM store_meta WHERE key = 'schema_version'").fetchone()
+    assert version == ("2",)
+
+
+# ---- funding rates -----------------------------------------------------------------------------------------
+def make_funding(n: int, start=T0, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"time": pd.date_range(start, periods=n, freq="8h").as_unit("us"),
+                         "rate": np.round(rng.normal(1e-4, 3e-4, n), 8) / 3})
+
+
+def test_funding_round_trip_is_exact_idempotent_and_ranged(store, reopen):
+    rates = make_funding(300)
+    assert store.write_funding("bybit", "btcusdt", rates) == 300
+    assert store.write_funding("bybit", "BTCUSDT", rates) == 300  # again: nothing changes
+    back = store.read_funding("bybit", "BTCUSDT")
+    pd.testing.assert_frame_equal(back, rates, check_exact=True)
+    assert str(back.time.dtype) == "datetime64[us, UTC]" and back.rate.dtype == np.float64
+    lo, hi = rates.time[10], rates.time[20]
+    pd.testing.assert_frame_equal(store.read_funding("bybit", "BTCUSDT", lo, hi),
+                                  rates.iloc[10:20].reset_index(drop=True))
+    assert len(store.read_funding("bybit", "BTCUSDT", start=lo)) == 290
+    changed = make_funding(5, start=rates.time[298], seed=1)  # two updated, three new
+    store.write_funding("bybit", "BTCUSDT", changed)
+    store.write_funding("binance", "BTCUSDT", rates.iloc[:7])
+    store.write_funding("bybit", "ETHUSDT", rates.iloc[:3])
+    assert store.write_funding("bybit", "BTCUSDT", rates.iloc[:0]) == 0
+    store.close()
+    again = reopen()
+    pd.testing.assert_frame_equal(again.read_funding("bybit", "BTCUSDT"),
+                                  pd.concat([rates.iloc[:298], changed], ignore_index=True), check_exact=True)
+    cov = again.funding_coverage()
+    assert cov[["exchange", "symbol", "rows"]].values.tolist() == [
+        ["binance", "BTCUSDT", 7], ["bybit", "BTCUSDT", 303], ["bybit", "ETHUSDT", 3]]
+    assert list(cov["first"]) == [T0] * 3 and str(cov["last"].dt.tz) == "UTC"
+    assert again.read_funding("bybit", "NOPE").empty
+    assert list(again.read_funding("bybit", "NOPE").columns) == ["time", "rate"]
+
+
+def test_funding_times_are_whole_seconds_and_epoch_ms_works(store):
+    ms = [1_600_000_000_004, 1_600_028_800_000]  # Binance's fundingTime may carry a few ms past the hour
+    store.write_funding("binance", "BTCUSDT", pd.DataFrame({"time": ms, "rate": ["0.0001", "-0.00025"]}))
+    back = store.read_funding("binance", "BTCUSDT")
+    assert list(back.time) == [pd.Timestamp("2020-09-13 12:26:40", tz="UTC"),
+                               pd.Timestamp("2020-09-13 20:26:40", tz="UTC")]
+    assert list(back.rate) == [0.0001, -0.00025]
+
+
+def test_funding_sync_state_widens(store):
+    assert store.funding_synced("bybit", "BTCUSDT") is None
+    day = pd.Timedelta(days=1)
+    store.mark_funding_synced("bybit", "btcusdt", T0, T0 + 2 * day)
+    store.mark_funding_synced("bybit", "BTCUSDT", T0 + day, T0 + 5 * day)
+    store.mark_funding_synced("bybit", "BTCUSDT", T0 - day, T0)
+    store.mark_funding_synced("binance", "BTCUSDT", T0, T0 + day)
+    assert store.funding_synced("bybit", "BTCUSDT") == (T0 - day, T0 + 5 * day)
+    assert store.funding_synced("binance", "BTCUSDT") == (T0, T0 + day)
+
+
 # ---- atomicity ---------------------------------------------------------------------------------------------
 class InjectedDiskFailure(Exception):
     """Stands in for anything going wrong after the rows were already inserted inside the transaction."""
@@ -418,7 +564,7 @@ def test_plain_postgres_uses_a_btree_key_and_reports_its_kind(pg_store, fresh_po
                                  "WHERE table_name = 'bars'").fetchall())
     assert index == [('CREATE UNIQUE INDEX bars_pkey ON public.bars USING btree '
                       '(exchange, symbol, timeframe, "time")',)]
-    assert tables == {"bars", "timeframes", "known_gaps", "sync_state", "store_meta"}
+    assert tables == {"bars", "timeframes", "known_gaps", "sync_state", "store_meta", "funding_rates", "funding_sync"}
     assert types["time"] == "timestamp with time zone" and types["close"] == "double precision"
     pg_store.close()
     with pytest.raises(StoreError, match="closed"):

@@ -55,7 +55,7 @@ def check(
     ),
     file: Path = typer.Option(None, "--file", help="Check a CSV/Parquet file instead of the store."),
 ) -> None:
-    """Per symbol × timeframe: first, last, rows, gaps, duplicates and OHLC violations."""
+    """Per symbol × timeframe: first, last, rows, gaps, known gaps (bars and age), duplicates, OHLC violations."""
     table = Table(title="data check" + (f" — {file}" if file else ""), title_justify="left")
     for column in (
         "exchange",
@@ -67,6 +67,7 @@ def check(
         "gaps (bars)",
         "largest gap",
         "exchange lacks",
+        "known gaps (age)",
         "duplicates",
         "OHLC violations",
     ):
@@ -80,22 +81,28 @@ def check(
         return
     symbols = {s.upper() for s in split_list(symbol)}
     intervals = {parse_timeframe(i).name for i in split_list(interval)}
+    now = pd.Timestamp.now(tz="UTC")
     with open_store(store, read_only=True) as db:
-        coverage = db.coverage()
-        for row in coverage.itertuples(index=False):
-            if (symbols and row.symbol not in symbols) or (intervals and row.timeframe not in intervals):
+        known = db.known_gaps()
+        # Series with known gaps but no candles too: a store whose gaps swallowed everything must show it.
+        series = sorted(set(db.coverage()[["exchange", "symbol", "timeframe"]].itertuples(index=False, name=None))
+                        | set(known[["exchange", "symbol", "timeframe"]].itertuples(index=False, name=None)))
+        for exchange, name, timeframe in series:
+            if (symbols and name not in symbols) or (intervals and timeframe not in intervals):
                 continue
-            tf = parse_timeframe(row.timeframe)
-            bars = db.read_bars(row.exchange, row.symbol, tf)
-            report = check_series(bars, tf, db.known_missing(row.exchange, row.symbol, tf))
-            _add_row(table, row.exchange, row.symbol, tf, report)
+            tf = parse_timeframe(timeframe)
+            gaps = known[(known.exchange == exchange) & (known.symbol == name) & (known.timeframe == timeframe)]
+            bars = db.read_bars(exchange, name, tf)
+            report = check_series(bars, tf, list(zip(gaps.start, gaps.end, strict=True)))
+            _add_row(table, exchange, name, tf, report, gaps, now)
     if not table.row_count:
         console.print("the store holds no candles yet; fetch some with 'marketsynth fetch' or import a file")
         return
     console.print(table)
 
 
-def _add_row(table: Table, exchange: str, symbol: str, tf: Timeframe, report) -> None:
+def _add_row(table: Table, exchange: str, symbol: str, tf: Timeframe, report, known: pd.DataFrame | None = None,
+             now: pd.Timestamp | None = None) -> None:
     v = report.violations
     largest = f"{report.largest_gap_bars} ({_span(tf, report.largest_gap_bars)})" if report.largest_gap_bars else "0"
     kinds = [
@@ -116,10 +123,31 @@ def _add_row(table: Table, exchange: str, symbol: str, tf: Timeframe, report) ->
         str(report.rows),
         f"{report.gaps} ({report.gap_bars})",
         largest,
-        str(report.known_gap_bars),
+        str(report.known_gap_bars if known is None else _bars_in(tf, known)),
+        "-" if known is None else _known_gaps(known, now),
         str(report.duplicates),
         violations,
     )
+
+
+def _bars_in(tf: Timeframe, known: pd.DataFrame) -> int:
+    """Bars inside the known gaps (before the first candle too: a listing date, or a poisoned store)."""
+    return sum(len(tf.open_times(a, b)) for a, b in zip(known.start, known.end, strict=True))
+
+
+def _known_gaps(known: pd.DataFrame, now: pd.Timestamp) -> str:
+    """How many known gaps and how long ago they were recorded: ``0``, ``1 (3.0 d)``, ``4 (2 h–12.5 d)``."""
+    if known.empty:
+        return "0"
+    youngest, oldest = _age(now - known.recorded_at.max()), _age(now - known.recorded_at.min())
+    return f"{len(known)} ({youngest if youngest == oldest else f'{youngest}–{oldest}'})"
+
+
+def _age(delta: pd.Timedelta) -> str:
+    hours = max(delta.total_seconds(), 0) / 3600
+    if hours < 1:
+        return f"{hours * 60:.0f} min"
+    return f"{hours:.0f} h" if hours < 48 else f"{hours / 24:.1f} d"
 
 
 def _span(tf: Timeframe, bars: int) -> str:

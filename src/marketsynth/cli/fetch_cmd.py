@@ -1,4 +1,5 @@
-"""``marketsynth fetch``: bring candles from an exchange into the store (incremental, resumable)."""
+"""``marketsynth fetch``: bring candles (and funding rates) from an exchange into the store (incremental,
+resumable)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from marketsynth.config import load_settings
 from marketsynth.data.exchanges import EXCHANGES, get_source
 from marketsynth.data.io import write_bars_file
 from marketsynth.data.store import open_store
-from marketsynth.data.sync import SyncResult, sync_series
+from marketsynth.data.sync import FundingResult, SyncResult, sync_funding, sync_series
 from marketsynth.errors import ConfigError, MarketSynthError
 from marketsynth.timeframes import parse_timeframe
 
@@ -36,6 +37,12 @@ def register(app: typer.Typer) -> None:
         config: Path = typer.Option(None, "--config", "-c", help="Fetch every symbol × timeframe of a config file."),
         workers: int = typer.Option(4, "--workers", help="Series fetched concurrently."),
         retries: int = typer.Option(6, "--retries", min=1, help="Attempts per request before giving up."),
+        recheck_gaps: bool = typer.Option(
+            False, "--recheck-gaps", help="Ask the exchange again for known gaps in the range; store what comes back."
+        ),
+        funding: bool = typer.Option(
+            False, "--funding", help="Also fetch each symbol's funding-rate history (perpetuals) over the range."
+        ),
     ) -> None:
         """Fetch closed candles into the store; re-runs fetch only what is missing. Times are UTC."""
         settings = load_settings(config).data if config else None
@@ -61,8 +68,14 @@ def register(app: typer.Typer) -> None:
             max_attempts=retries,
         )
         target = store or (settings.store if settings else None)
+        if funding and source.category not in source.funding_categories:
+            raise ConfigError(f"--funding needs perpetuals; {source.display_name} {source.category} has no funding "
+                              f"rates (use --category {' or '.join(source.funding_categories)})")
+        jobs: list[tuple] = [(s.upper(), tf) for s in symbols for tf in timeframes]
+        if funding:
+            jobs += [(s.upper(), None) for s in dict.fromkeys(symbols)]
         with source, open_store(target) as db:
-            results = _fetch_all(db, source, [(s.upper(), tf) for s in symbols for tf in timeframes], lo, hi, workers)
+            results = _fetch_all(db, source, jobs, lo, hi, workers, recheck_gaps)
             _print_results(results)
             if output:
                 bars = db.read_bars(source.name, symbols[0], timeframes[0], lo, hi)
@@ -70,13 +83,17 @@ def register(app: typer.Typer) -> None:
                 console.print(f"exported {len(bars)} bars to {output}")
 
 
-def _fetch_all(db, source, pairs, lo, hi, workers) -> list[SyncResult]:
-    """Sync each pair in a thread pool; one progress row per pair. The first error is raised after all finish."""
+def _fetch_all(db, source, pairs, lo, hi, workers, recheck_gaps=False) -> list[SyncResult | FundingResult]:
+    """Sync each (symbol, timeframe) pair, and (symbol, None) for funding rates, in a thread pool; one progress row
+    each. The first error is raised after all finish."""
     with progress_bar() as progress:
-        tasks = {pair: progress.add_task(f"{source.name} {pair[0]} {pair[1].name}", total=None) for pair in pairs}
+        tasks = {pair: progress.add_task(f"{source.name} {pair[0]} {pair[1].name if pair[1] else 'funding'}",
+                                         total=None) for pair in pairs}
 
         def run(pair):
             task = tasks[pair]
+            if pair[1] is None:
+                return sync_funding(db, source, pair[0], lo, hi, on_rates=lambda n: progress.advance(task, n))
             return sync_series(
                 db,
                 source,
@@ -86,6 +103,7 @@ def _fetch_all(db, source, pairs, lo, hi, workers) -> list[SyncResult]:
                 hi,
                 on_plan=lambda total: progress.update(task, total=total),
                 on_bars=lambda n: progress.advance(task, n),
+                recheck_gaps=recheck_gaps,
             )
 
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(pairs)))) as pool:
@@ -103,19 +121,17 @@ def _fetch_all(db, source, pairs, lo, hi, workers) -> list[SyncResult]:
     return results
 
 
-def _print_results(results: list[SyncResult]) -> None:
+def _print_results(results: list[SyncResult | FundingResult]) -> None:
+    """One row per series; funding rates on a row of their own (interval "funding"); a re-check says how many
+    known-gap bars it asked for again."""
     table = Table(title="fetch", title_justify="left")
     for column in ("exchange", "symbol", "interval", "range (UTC)", "fetched", "exchange lacks", "status"):
         table.add_column(column, justify="right" if column in ("fetched", "exchange lacks") else "left")
     for r in results:
         span = f"{r.start:%Y-%m-%d %H:%M} → {r.end:%Y-%m-%d %H:%M}"
-        table.add_row(
-            r.exchange,
-            r.symbol,
-            r.timeframe,
-            span,
-            str(r.stored_bars),
-            str(r.missing_bars),
-            "already up to date" if r.planned_bars == 0 else "updated",
-        )
+        if isinstance(r, FundingResult):
+            table.add_row(r.exchange, r.symbol, "funding", span, str(r.stored_rates), "-", r.status)
+            continue
+        status = r.status + (f" (re-checked {r.rechecked_bars})" if r.rechecked_bars else "")
+        table.add_row(r.exchange, r.symbol, r.timeframe, span, str(r.stored_bars), str(r.missing_bars), status)
     console.print(table)

@@ -1,20 +1,24 @@
 """A fake Bybit v5 + Binance USDⓈ-M market-data server on 127.0.0.1, with deterministic fault injection.
 
-It speaks ``/v5/market/kline``, ``/v5/market/instruments-info``, ``/fapi/v1/klines`` and
+It speaks ``/v5/market/kline``, ``/v5/market/funding/history``, ``/v5/market/time``,
+``/v5/market/instruments-info``, ``/fapi/v1/klines``, ``/fapi/v1/fundingRate``, ``/fapi/v1/time`` and
 ``/fapi/v1/exchangeInfo`` as the exchanges document them, serving candles from bars frames (any base
-timeframe; longer intervals are resampled, e.g. 4h and 1d from 1h). ``now`` is the fake's market clock: the
-candle containing it is served as the still-open candle, later candles do not exist yet, and the ``Date``
-header and Bybit's ``time`` show it. Rate-limit windows (``X-Bapi-Limit-*``, ``X-MBX-USED-WEIGHT-1M``) run on
-the real clock.
+timeframe; longer intervals are resampled, e.g. 4h and 1d from 1h) and a funding-rate series derived from them
+(every 8 h; ``FakeMarket.funding``). ``now`` is the fake's market clock: the candle containing it is served as
+the still-open candle, later candles and funding do not exist yet. The ``Date`` header, Bybit's ``time``, the
+time endpoints and ``serverTime`` report ``now + clock_skew`` (a server clock off by that much);
+``envelope_time`` overrides Bybit's ``time`` field alone (``0`` reproduces issue 13, ``"omit"`` leaves it
+out). Rate-limit windows (``X-Bapi-Limit-*``, ``X-MBX-USED-WEIGHT-1M``) run on the real clock.
 
     with FakeExchange.from_csv("BTCUSDT_1h.csv") as fake:
         fake.faults.add("429", times=2, retry_after=1)
         source = get_source("binance", base_url=fake.base_url)
 
-Faults apply to the next kline requests, first added first used: ``429`` and ``418`` (with ``Retry-After``),
-``403``, ``bybit_10006`` (a 429 on Binance paths), ``500``/``502``/``503``, ``timeout`` (answers after
-``delay`` seconds), ``malformed`` (truncated JSON), ``empty`` (a 200 with no body) and ``exhausted`` (a normal
-answer whose rate-limit headers say the budget is spent). ``fake.missing.add(symbol, start, end)`` removes
+Faults apply to the next kline and funding requests, first added first used: ``429`` and ``418`` (with
+``Retry-After``), ``403``, ``bybit_10006`` (a 429 on Binance paths), ``500``/``502``/``503``, ``timeout``
+(answers after ``delay`` seconds), ``disconnect`` (closes the connection without answering), ``malformed``
+(truncated JSON), ``empty`` (a 200 with no body) and ``exhausted`` (a normal answer whose rate-limit headers say
+the budget is spent). ``fake.missing.add(symbol, start, end)`` removes
 base bars the exchange truly lacks; longer candles are built from the bars that remain.
 
 Run standalone: ``python -m marketsynth.testing.fake_exchange --csv FILE --symbol BTCUSDT --port 8765``.
@@ -38,8 +42,13 @@ from marketsynth.testing.fake_market import FakeMarket, Fault, Faults, MissingBa
 from marketsynth.timeframes import TIMEFRAMES, Timeframe, to_ms
 
 BYBIT_KLINE, BYBIT_INSTRUMENTS = "/v5/market/kline", "/v5/market/instruments-info"
+BYBIT_FUNDING, BYBIT_TIME = "/v5/market/funding/history", "/v5/market/time"
 BINANCE_KLINES, BINANCE_INFO = "/fapi/v1/klines", "/fapi/v1/exchangeInfo"
+BINANCE_FUNDING, BINANCE_TIME = "/fapi/v1/fundingRate", "/fapi/v1/time"
 KLINE_PATHS = (BYBIT_KLINE, BINANCE_KLINES)
+FUNDING_PATHS = (BYBIT_FUNDING, BINANCE_FUNDING)
+FAULTED_PATHS = KLINE_PATHS + FUNDING_PATHS
+TIME_PATHS = (BYBIT_TIME, BINANCE_TIME)
 BYBIT_CODES = {tf.bybit: tf for tf in TIMEFRAMES if tf.bybit}
 BINANCE_CODES = {tf.binance: tf for tf in TIMEFRAMES if tf.binance}
 BYBIT_CATEGORIES = ("linear", "spot", "inverse")
@@ -61,6 +70,7 @@ class _Reply:
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
+    hang_up: bool = False  # close the connection without answering
 
 
 def _json_reply(payload, status: int = 200) -> _Reply:
@@ -105,6 +115,8 @@ class FakeExchange:
         self.missing: MissingBars = self.market.missing
         self.host, self.port = host, port
         self.errors: list[str] = []  # bugs in the fake itself, answered as HTTP 500
+        self.clock_skew = pd.Timedelta(0)  # what its clock reports minus its market clock
+        self.envelope_time: int | str | None = None  # Bybit's ``time`` field: None = its clock, "omit", or ms
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._bybit_window = (0, 0)  # (window index, requests in it)
@@ -157,6 +169,11 @@ class FakeExchange:
         self.market.now = value
 
     @property
+    def reported_now(self) -> pd.Timestamp:
+        """The time its clock reports (``Date``, ``time``, time endpoints): the market clock plus ``clock_skew``."""
+        return self.market.now + self.clock_skew
+
+    @property
     def base_timeframe(self) -> Timeframe:
         return self.market.base_timeframe
 
@@ -172,6 +189,15 @@ class FakeExchange:
     def kline_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path in KLINE_PATHS]
 
+    def funding_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path in FUNDING_PATHS]
+
+    def funding(self, symbol: str) -> pd.DataFrame:
+        """The funding rates it serves now, as a funding frame (time, rate)."""
+        series = self.market.funding(symbol)
+        return pd.DataFrame({"time": pd.to_datetime(series.times, unit="ms", utc=True).as_unit("us"),
+                             "rate": series.rates})
+
     def clear_requests(self) -> None:
         with self._lock:
             self._requests.clear()
@@ -181,16 +207,22 @@ class FakeExchange:
     def respond(self, path: str, params: dict[str, str]) -> _Reply:
         routes = {
             BYBIT_KLINE: self._bybit_kline,
+            BYBIT_FUNDING: self._bybit_funding,
+            BYBIT_TIME: self._bybit_time,
             BYBIT_INSTRUMENTS: self._bybit_instruments,
             BINANCE_KLINES: self._binance_klines,
+            BINANCE_FUNDING: self._binance_funding,
+            BINANCE_TIME: self._binance_time,
             BINANCE_INFO: self._binance_exchange_info,
         }
         route = routes.get(path)
         if route is None:
             return self._record(path, params, _text_reply("Not Found", 404))
         bybit = path.startswith("/v5/")
-        fault = self.faults.take() if path in KLINE_PATHS else None
+        fault = self.faults.take() if path in FAULTED_PATHS else None
         kind = fault.kind if fault else None
+        if kind == "disconnect":
+            return self._record(path, params, _Reply(0, b"", hang_up=True), kind)
         if fault is not None and kind not in ("timeout", "malformed", "exhausted"):
             reply = self._fault_reply(fault, bybit=bybit)
         else:
@@ -267,7 +299,10 @@ class FakeExchange:
 
     def _bybit_payload(self, code: int, message: str, result: dict | None = None) -> _Reply:
         payload = {"retCode": code, "retMsg": message, "result": result or {}, "retExtInfo": {}}
-        return _json_reply({**payload, "time": to_ms(self.now)})
+        envelope = self.envelope_time
+        if envelope == "omit":
+            return _json_reply(payload)
+        return _json_reply({**payload, "time": to_ms(self.reported_now) if envelope is None else envelope})
 
     def _bybit_refusal(self, message: str) -> _Refused:
         return _Refused(self._bybit_payload(10001, message))
@@ -292,6 +327,30 @@ class FakeExchange:
         selected = series.select(start, end, limit, newest=True)
         rows = [[str(t), *map(repr, ohlcv), repr(ohlcv[4] * ohlcv[3])] for t, _, ohlcv in reversed(selected)]
         return self._bybit_payload(0, "OK", {"category": category, "symbol": symbol, "list": rows})
+
+    def _bybit_funding(self, params: dict[str, str]) -> _Reply:
+        category, symbol = params.get("category", ""), params.get("symbol", "")
+        if category not in ("linear", "inverse"):
+            raise self._bybit_refusal("params error: Category is invalid")
+        if not symbol:
+            raise self._bybit_refusal("params error: symbol is required")
+        if category != self.category or symbol not in self.listed:
+            raise self._bybit_refusal("Not supported symbols")
+        limit = _int_param(params, "limit", 200, self._bybit_refusal)
+        if not 1 <= limit <= 200:
+            raise self._bybit_refusal("params error: limit must be between 1 and 200")
+        start = _int_param(params, "startTime", None, self._bybit_refusal)
+        end = _int_param(params, "endTime", None, self._bybit_refusal)
+        if start is not None and end is None:
+            raise self._bybit_refusal("params error: startTime cannot be passed without endTime")
+        selected = self.market.funding(symbol).select(start, end, limit, newest=True)
+        items = [{"symbol": symbol, "fundingRate": f"{rate:.8f}", "fundingRateTimestamp": str(t)}
+                 for t, rate, _ in reversed(selected)]
+        return self._bybit_payload(0, "OK", {"category": category, "list": items})
+
+    def _bybit_time(self, params: dict[str, str]) -> _Reply:
+        ns = int(self.reported_now.value)
+        return self._bybit_payload(0, "OK", {"timeSecond": str(ns // 1_000_000_000), "timeNano": str(ns)})
 
     def _bybit_instruments(self, params: dict[str, str]) -> _Reply:
         category = params.get("category", "")
@@ -346,6 +405,30 @@ class FakeExchange:
         ]
         return _json_reply(rows)
 
+    def _binance_funding(self, params: dict[str, str]) -> _Reply:
+        def refuse(message: str) -> _Refused:
+            return _Refused(_binance_payload(-1100, message))
+
+        symbol = params.get("symbol", "")
+        if symbol and symbol not in self.listed:
+            raise _Refused(_binance_payload(-1121, "Invalid symbol."))
+        limit = _int_param(params, "limit", 100, refuse)
+        if not 1 <= limit <= 1000:
+            raise _Refused(_binance_payload(-1130, "Data sent for parameter 'limit' is not valid."))
+        start = _int_param(params, "startTime", None, refuse)
+        end = _int_param(params, "endTime", None, refuse)
+        if start is not None and end is not None and start > end:
+            raise _Refused(_binance_payload(-1023, "Start time is greater than end time."))
+        if start is None and end is None:
+            limit = min(limit, 200)  # "the most recent 200"
+        selected = self.market.funding(symbol).select(start, end, limit, newest=start is None) if symbol else []
+        rows = [{"symbol": symbol, "fundingRate": f"{rate:.8f}", "fundingTime": t, "markPrice": f"{mark:.8f}"}
+                for t, rate, mark in selected]
+        return _json_reply(rows)
+
+    def _binance_time(self, params: dict[str, str]) -> _Reply:
+        return _json_reply({"serverTime": to_ms(self.reported_now)})
+
     def _binance_exchange_info(self, params: dict[str, str]) -> _Reply:
         symbols = [
             {"symbol": s, "pair": s, "contractType": "PERPETUAL", "status": "TRADING", **_coins(s, "Asset")}
@@ -359,12 +442,13 @@ class FakeExchange:
                 "limit": BINANCE_WEIGHT_LIMIT,
             }
         ]
-        info = {"timezone": "UTC", "serverTime": to_ms(self.now), "rateLimits": limits, "exchangeFilters": []}
+        info = {"timezone": "UTC", "serverTime": to_ms(self.reported_now), "rateLimits": limits, "exchangeFilters": []}
         return _json_reply({**info, "assets": [], "symbols": symbols})
 
 
 def binance_weight(path: str, params: dict[str, str]) -> int:
-    """Request weight Binance charges: klines by ``limit``, everything else here 1."""
+    """Request weight Binance charges: klines by ``limit``, everything else here 1 (fundingRate has its own
+    500 per 5 minutes, not modelled)."""
     if path != BINANCE_KLINES:
         return 1
     try:
@@ -422,6 +506,9 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a bug in the fake: answer 500 and keep it for the test to see
             fake.errors.append(f"{type(exc).__name__}: {exc}")
             reply = _text_reply(f"fake exchange error: {type(exc).__name__}: {exc}", 500)
+        if reply.hang_up:
+            self.close_connection = True
+            return
         try:
             self.send_response(reply.status)
             for name, value in reply.headers.items():
@@ -434,7 +521,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def date_time_string(self, timestamp=None) -> str:
-        return email.utils.formatdate(self.server.fake.now.timestamp(), usegmt=True)
+        return email.utils.formatdate(self.server.fake.reported_now.timestamp(), usegmt=True)
 
     def log_message(self, format, *args) -> None:
         pass

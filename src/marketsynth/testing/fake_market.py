@@ -1,4 +1,5 @@
-"""What the fake exchange serves: candles per symbol and interval at the market clock, missing bars, faults.
+"""What the fake exchange serves: candles per symbol and interval at the market clock, missing bars, faults, and
+a deterministic funding-rate series derived from the candles (``FakeMarket.funding``).
 
 Kept apart from the HTTP side (``fake_exchange.py``) so each can be read on its own.
 """
@@ -26,11 +27,15 @@ FAULT_KINDS = (
     "502",
     "503",
     "timeout",
+    "disconnect",
     "malformed",
     "empty",
     "exhausted",
 )
 OHLCV = ["open", "high", "low", "close", "volume"]
+FUNDING_INTERVAL = pd.Timedelta(hours=8)  # 00:00, 08:00, 16:00 UTC
+BASE_FUNDING_RATE = 0.0001
+MAX_FUNDING_RATE = 0.0075
 
 
 @dataclass
@@ -138,6 +143,25 @@ class Series:
         return list(rows)
 
 
+@dataclass
+class FundingSeries:
+    """Funding events of one symbol as served: times (ms), rates and mark prices, ascending."""
+
+    times: np.ndarray
+    rates: np.ndarray
+    marks: np.ndarray
+
+    def select(self, start: int | None, end: int | None, limit: int, *, newest: bool) -> list[tuple]:
+        """``(time_ms, rate, mark)`` for times in [start, end], at most ``limit``, ascending; the newest ``limit``
+        when ``newest``, else the oldest."""
+        lo = 0 if start is None else int(np.searchsorted(self.times, start, side="left"))
+        hi = len(self.times) if end is None else int(np.searchsorted(self.times, end, side="right"))
+        if hi - lo > limit:
+            lo, hi = (hi - limit, hi) if newest else (lo, lo + limit)
+        return list(zip(self.times[lo:hi].tolist(), self.rates[lo:hi].tolist(), self.marks[lo:hi].tolist(),
+                        strict=True))
+
+
 class FakeMarket:
     """Base bars per symbol, the bars the exchange lacks, and the market clock ``now``.
 
@@ -191,6 +215,24 @@ class FakeMarket:
                 self._cache[(symbol, tf.name)] = series
         return series
 
+    def funding(self, symbol: str) -> FundingSeries:
+        """The funding rates settled by ``now``: every 8 h (00/08/16 UTC) after the first base bar up to the end of
+        the last, ``clip(0.0001 + 0.05 × ln(close/open of the 8 h before), ±0.0075)`` rounded to 8 decimals.
+
+        Deterministic, derived from all base bars (``missing`` bars are a kline outage, not a funding one)."""
+        symbol = symbol.upper()
+        key = (self._now, "funding")
+        with self._lock:
+            if self._cache_key != (self._now, self.missing.version):
+                self._cache, self._cache_key = {}, (self._now, self.missing.version)
+            cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        series = funding_series(self.data.get(symbol, empty_bars()), self.base_timeframe, self._now)
+        with self._lock:
+            self._cache[key] = series
+        return series
+
     def _build(self, symbol: str, tf: Timeframe, now: pd.Timestamp) -> Series:
         base = self.data.get(symbol, empty_bars())
         present = ~self.missing.mask(symbol, epoch_ms(base["time"])) & (base["time"] <= now).to_numpy()
@@ -207,6 +249,23 @@ class FakeMarket:
         else:
             closes = np.array([to_ms(t + tf.delta) - 1 for t in bars["time"]], dtype="int64")
         return Series(opens, closes, bars[OHLCV].to_numpy(dtype="float64"))
+
+
+def funding_series(bars: pd.DataFrame, base: Timeframe, now: pd.Timestamp) -> FundingSeries:
+    """The fake's funding events for one symbol's base bars (see ``FakeMarket.funding``)."""
+    if bars.empty:
+        empty = np.array([], dtype="int64")
+        return FundingSeries(empty, np.array([], dtype="float64"), np.array([], dtype="float64"))
+    step = FUNDING_INTERVAL
+    first, last_end = bars["time"].iloc[0], bars["time"].iloc[-1] + base.delta
+    times = pd.date_range(first.floor(step) + step, min(last_end, now).floor(step), freq=step)
+    bucket_end = bars["time"].dt.floor(step) + step
+    grouped = bars.groupby(bucket_end.rename("end"), sort=True).agg(open=("open", "first"), close=("close", "last"))
+    grouped = grouped.reindex(times)
+    moves = np.log(grouped["close"].to_numpy() / grouped["open"].to_numpy())
+    rates = np.round(np.clip(BASE_FUNDING_RATE + 0.05 * np.nan_to_num(moves), -MAX_FUNDING_RATE, MAX_FUNDING_RATE), 8)
+    marks = grouped["close"].ffill().bfill().to_numpy()
+    return FundingSeries(times.as_unit("ms").asi8.astype("int64"), rates.astype("float64"), marks)
 
 
 def resample_bars(frame: pd.DataFrame, timeframe: Timeframe | str) -> pd.DataFrame:

@@ -19,6 +19,10 @@ from marketsynth.timeframes import Timeframe
 
 KLINE_PATH = "/fapi/v1/klines"
 EXCHANGE_INFO_PATH = "/fapi/v1/exchangeInfo"
+FUNDING_PATH = "/fapi/v1/fundingRate"
+TIME_PATH = "/fapi/v1/time"
+FUNDING_LIMIT = 1000
+FUNDING_REQUESTS_PER_5_MIN = 500  # fundingRate's own budget, shared with /fapi/v1/fundingInfo
 TESTNET_BASE_URL = "https://testnet.binancefuture.com"
 
 WEIGHT_PER_MINUTE = 2400
@@ -51,6 +55,10 @@ class BinanceSource(ExchangeSource):
     name = "binance"
     display_name = "Binance"
     max_limit = 1500
+    funding_limit = FUNDING_LIMIT
+    funding_newest_first = False
+    oldest_first = True  # with startTime the oldest candles from there come first
+    time_path = TIME_PATH
     default_base_url = "https://fapi.binance.com"
     default_requests_per_second = 10.0
     categories = ("linear",)
@@ -67,6 +75,11 @@ class BinanceSource(ExchangeSource):
             clock=self._clock,
             sleep=self._sleep,
         )
+
+    def _make_funding_limiter(self) -> RateLimiter:
+        per_second = FUNDING_REQUESTS_PER_5_MIN * PACE_SHARE / 300
+        return RateLimiter(per_second, burst=FUNDING_REQUESTS_PER_5_MIN * BURST_SHARE, clock=self._clock,
+                           sleep=self._sleep)
 
     def _code_for(self, tf: Timeframe) -> str | None:
         return tf.binance
@@ -88,6 +101,25 @@ class BinanceSource(ExchangeSource):
         if not isinstance(payload, list) or not all(isinstance(r, list) and len(r) >= 6 for r in payload):
             raise TransientExchangeError("binance sent a kline answer that is not a list of rows")
         return payload, date_header_ms(response)
+
+    def _funding_request(self, symbol: str, start_ms: int, end_ms: int, limit: int) -> tuple[str, dict, float]:
+        params = {"symbol": symbol, "startTime": start_ms, "endTime": end_ms, "limit": min(limit, FUNDING_LIMIT)}
+        return FUNDING_PATH, params, 1.0
+
+    def _parse_funding(self, response: httpx.Response, symbol: str) -> tuple[list[tuple[int, str]], int | None]:
+        payload = self._checked(response, symbol=symbol)
+        if not isinstance(payload, list):
+            raise TransientExchangeError("binance sent a fundingRate answer that is not a list")
+        try:
+            rows = [(int(item["fundingTime"]), item["fundingRate"]) for item in payload]
+        except (KeyError, TypeError, ValueError):
+            raise TransientExchangeError("binance sent funding rates without fundingTime/fundingRate") from None
+        return rows, date_header_ms(response)
+
+    def _parse_time(self, response: httpx.Response) -> int | None:
+        payload = self._checked(response)
+        server = payload.get("serverTime") if isinstance(payload, dict) else None
+        return int(server) if isinstance(server, int | float) else date_header_ms(response)
 
     def _fetch_symbols(self) -> list[str]:
         payload = self._checked(self._get(EXCHANGE_INFO_PATH, {}, weight=EXCHANGE_INFO_WEIGHT))

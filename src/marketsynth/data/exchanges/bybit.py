@@ -1,8 +1,10 @@
-"""Bybit v5 public market data: ``GET /v5/market/kline`` and ``/v5/market/instruments-info``.
+"""Bybit v5 public market data: ``GET /v5/market/kline``, ``/v5/market/funding/history``, ``/v5/market/time``
+and ``/v5/market/instruments-info``.
 
 Bybit answers most errors with HTTP 200 and a non-zero ``retCode``; its klines come newest first, every field
-a string. When ``X-Bapi-Limit-Status`` (requests left in the window) reaches 0 we wait for
-``X-Bapi-Limit-Reset-Timestamp``.
+a string. Funding history takes ``startTime`` and ``endTime`` together (``startTime`` alone is an error) and
+answers at most 200 rates, newest first, so it is paged backwards from the end. When ``X-Bapi-Limit-Status``
+(requests left in the window) reaches 0 we wait for ``X-Bapi-Limit-Reset-Timestamp``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from marketsynth.timeframes import Timeframe
 
 KLINE_PATH = "/v5/market/kline"
 INSTRUMENTS_PATH = "/v5/market/instruments-info"
+FUNDING_PATH = "/v5/market/funding/history"
+TIME_PATH = "/v5/market/time"
+FUNDING_LIMIT = 200
 TESTNET_BASE_URL = "https://api-testnet.bybit.com"
 
 RATE_LIMITED = {10006, 10018}  # "Too many visits!", IP rate limit via retCode
@@ -28,9 +33,14 @@ class BybitSource(ExchangeSource):
     name = "bybit"
     display_name = "Bybit"
     max_limit = 1000
+    funding_limit = FUNDING_LIMIT
+    funding_newest_first = True
+    oldest_first = False  # klines come newest first, also when a start is given
+    time_path = TIME_PATH
     default_base_url = "https://api.bybit.com"
     default_requests_per_second = 10.0
     categories = ("linear", "spot", "inverse")
+    funding_categories = ("linear", "inverse")
 
     def _make_limiter(self, requests_per_second: float) -> RateLimiter:
         return RateLimiter(requests_per_second, clock=self._clock, sleep=self._sleep)
@@ -57,8 +67,36 @@ class BybitSource(ExchangeSource):
         rows = result.get("list") if isinstance(result, dict) else None
         if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) >= 6 for r in rows):
             raise TransientExchangeError("bybit sent a kline answer without a proper result.list")
-        server_ms = payload.get("time")
-        return rows, int(server_ms) if isinstance(server_ms, int | float) else date_header_ms(response)
+        return rows, _server_ms(payload, response)
+
+    def _funding_request(self, symbol: str, start_ms: int, end_ms: int, limit: int) -> tuple[str, dict, float]:
+        params = {"category": self.category, "symbol": symbol, "startTime": start_ms, "endTime": end_ms,
+                  "limit": min(limit, FUNDING_LIMIT)}
+        return FUNDING_PATH, params, 1.0
+
+    def _parse_funding(self, response: httpx.Response, symbol: str) -> tuple[list[tuple[int, str]], int | None]:
+        payload = self._checked(response, symbol=symbol)
+        result = payload.get("result")
+        items = result.get("list") if isinstance(result, dict) else None
+        if not isinstance(items, list):
+            raise TransientExchangeError("bybit sent a funding answer without a proper result.list")
+        try:
+            rows = [(int(item["fundingRateTimestamp"]), item["fundingRate"]) for item in items]
+        except (KeyError, TypeError, ValueError):
+            raise TransientExchangeError("bybit sent funding rates without fundingRateTimestamp/fundingRate") from None
+        return rows, _server_ms(payload, response)
+
+    def _parse_time(self, response: httpx.Response) -> int | None:
+        payload = self._checked(response)
+        result = payload.get("result") if isinstance(payload.get("result"), dict) else {}
+        try:
+            if result.get("timeNano"):
+                return int(result["timeNano"]) // 1_000_000
+            if result.get("timeSecond"):
+                return int(result["timeSecond"]) * 1000
+        except (TypeError, ValueError):
+            pass
+        return _server_ms(payload, response)
 
     def _fetch_symbols(self) -> list[str]:
         symbols: list[str] = []
@@ -107,6 +145,15 @@ class BybitSource(ExchangeSource):
         if interval and ("period" in lowered or "interval" in lowered):
             raise ExchangeError(f"Bybit rejected interval '{interval}' ({message})")
         raise ExchangeError(f"Bybit refused the request to {response.url.path} (retCode {code}: {message})")
+
+
+def _server_ms(payload: dict, response: httpx.Response) -> int | None:
+    """Bybit's clock: the answer's ``time`` field when it is a number (even 0: the clock check judges it), else
+    the ``Date`` header."""
+    server_ms = payload.get("time")
+    if isinstance(server_ms, int | float) and not isinstance(server_ms, bool):
+        return int(server_ms)
+    return date_header_ms(response)
 
 
 def _int_header(response: httpx.Response, name: str) -> int | None:

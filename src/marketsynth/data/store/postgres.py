@@ -2,7 +2,8 @@
 
 Same tables and semantics as the DuckDB backend; times are ``TIMESTAMPTZ``. Every write is one transaction:
 bars are COPYed into a temporary table and merged with ``INSERT ... ON CONFLICT DO UPDATE``, so a failure
-leaves what was stored before untouched. NaN prices are stored as NULL, as DuckDB does.
+leaves what was stored before untouched. NaN prices are stored as NULL, as DuckDB does. Opening a store creates
+what is missing and migrates older tables in place (``MIGRATIONS``), under the schema lock.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from marketsynth.data.bars import BAR_COLUMNS, empty_bars
-from marketsynth.data.store.base import COVERAGE_COLUMNS, SCHEMA_VERSION, TIMEFRAME_ROWS, Store
+from marketsynth.data.store.base import COVERAGE_COLUMNS, OLD_GAP_REASON, SCHEMA_VERSION, TIMEFRAME_ROWS, Store
 from marketsynth.errors import ConfigError, StoreError
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,19 @@ CREATE TABLE IF NOT EXISTS sync_state (
     exchange TEXT NOT NULL, symbol TEXT NOT NULL, timeframe TEXT NOT NULL,
     synced_start TIMESTAMPTZ NOT NULL, synced_end TIMESTAMPTZ NOT NULL, synced_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (exchange, symbol, timeframe));
+CREATE TABLE IF NOT EXISTS funding_rates (
+    exchange TEXT NOT NULL, symbol TEXT NOT NULL, time TIMESTAMPTZ NOT NULL, rate DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (exchange, symbol, time));
+CREATE TABLE IF NOT EXISTS funding_sync (
+    exchange TEXT NOT NULL, symbol TEXT NOT NULL,
+    synced_start TIMESTAMPTZ NOT NULL, synced_end TIMESTAMPTZ NOT NULL, synced_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (exchange, symbol));
 """
+# Version 1 stores lack the reason of known gaps; added in place, old rows get the default.
+MIGRATIONS = f"""
+ALTER TABLE known_gaps ADD COLUMN IF NOT EXISTS reason TEXT NOT NULL DEFAULT '{OLD_GAP_REASON}';
+"""
+GAP_COLUMNS = "exchange, symbol, timeframe, start_time, end_time, recorded_at, reason"
 # Serialises schema creation when several processes open a fresh database at once.
 SCHEMA_LOCK_KEY = 0x6D61726B65747379  # "marketsy"
 
@@ -179,22 +192,79 @@ class PostgresStore(Store):
                               FROM bars GROUP BY exchange, symbol, timeframe""")
         return pd.DataFrame.from_records(rows, columns=COVERAGE_COLUMNS)
 
-    def _insert_missing(self, exchange, symbol, timeframe, ranges):
-        now = pd.Timestamp.now(tz="UTC").to_pydatetime()
-        rows = [(exchange, symbol, timeframe, lo.to_pydatetime(), hi.to_pydatetime(), now)
+    def _insert_missing(self, exchange, symbol, timeframe, ranges, at, reason):
+        rows = [(exchange, symbol, timeframe, lo.to_pydatetime(), hi.to_pydatetime(), at.to_pydatetime(), reason)
                 for lo, hi in ranges]
         self._write(lambda cur: cur.executemany(
-            """INSERT INTO known_gaps VALUES (%s, %s, %s, %s, %s, %s)
+            f"""INSERT INTO known_gaps ({GAP_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)
                ON CONFLICT (exchange, symbol, timeframe, start_time) DO UPDATE SET
                  end_time = greatest(known_gaps.end_time, excluded.end_time),
-                 recorded_at = excluded.recorded_at""",
+                 recorded_at = excluded.recorded_at, reason = excluded.reason""",
             rows))
 
-    def _select_missing(self, exchange, symbol, timeframe):
-        return self._fetch(
-            """SELECT start_time, end_time FROM known_gaps
-               WHERE exchange = %s AND symbol = %s AND timeframe = %s""",
-            [exchange, symbol, timeframe])
+    def _select_known_gaps(self, exchange, symbol, timeframe):
+        filters = [(name, value) for name, value in (("exchange", exchange), ("symbol", symbol),
+                                                     ("timeframe", timeframe)) if value is not None]
+        sql = f"SELECT {GAP_COLUMNS} FROM known_gaps"
+        if filters:
+            sql += " WHERE " + " AND ".join(f"{name} = %s" for name, _ in filters)
+        return self._fetch(sql, [value for _, value in filters])
+
+    def _replace_missing(self, exchange, symbol, timeframe, remove_starts, add_rows):
+        def work(cur):
+            cur.executemany(
+                "DELETE FROM known_gaps WHERE exchange = %s AND symbol = %s AND timeframe = %s AND start_time = %s",
+                [(exchange, symbol, timeframe, start.to_pydatetime()) for start in remove_starts])
+            if add_rows:
+                cur.executemany(
+                    f"INSERT INTO known_gaps ({GAP_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    [(exchange, symbol, timeframe, lo.to_pydatetime(), hi.to_pydatetime(), at.to_pydatetime(), reason)
+                     for lo, hi, at, reason in add_rows])
+
+        self._write(work)
+
+    def _upsert_funding(self, exchange, symbol, rates):
+        rows = [(exchange, symbol, t, r) for t, r in zip(rates["time"].dt.to_pydatetime(), rates["rate"].tolist(),
+                                                         strict=True)]
+        self._write(lambda cur: cur.executemany(
+            """INSERT INTO funding_rates VALUES (%s, %s, %s, %s)
+               ON CONFLICT (exchange, symbol, time) DO UPDATE SET rate = excluded.rate
+               WHERE funding_rates.rate IS DISTINCT FROM excluded.rate""",
+            rows))
+
+    def _select_funding(self, exchange, symbol, start, end):
+        sql = ("SELECT (extract(epoch FROM time) * 1000000)::int8, rate FROM funding_rates "
+               "WHERE exchange = %s AND symbol = %s")
+        params: list = [exchange, symbol]
+        if start is not None:
+            sql += " AND time >= %s"
+            params.append(start.to_pydatetime())
+        if end is not None:
+            sql += " AND time < %s"
+            params.append(end.to_pydatetime())
+        rows = self._fetch(sql + " ORDER BY time", params)
+        frame = pd.DataFrame.from_records(rows, columns=["time", "rate"], coerce_float=True)
+        frame["time"] = pd.to_datetime(frame["time"].astype("int64"), unit="us", utc=True)
+        return frame
+
+    def _funding_coverage(self):
+        rows = self._fetch("""SELECT exchange, symbol, min(time), max(time), count(*)
+                              FROM funding_rates GROUP BY exchange, symbol""")
+        return pd.DataFrame.from_records(rows, columns=["exchange", "symbol", "first", "last", "rows"])
+
+    def _upsert_funding_sync(self, exchange, symbol, start, end, at):
+        self._write(lambda cur: cur.execute(
+            """INSERT INTO funding_sync VALUES (%s, %s, %s, %s, %s)
+               ON CONFLICT (exchange, symbol) DO UPDATE SET
+                 synced_start = least(funding_sync.synced_start, excluded.synced_start),
+                 synced_end = greatest(funding_sync.synced_end, excluded.synced_end),
+                 synced_at = excluded.synced_at""",
+            [exchange, symbol, start.to_pydatetime(), end.to_pydatetime(), at.to_pydatetime()]))
+
+    def _select_funding_sync(self, exchange, symbol):
+        rows = self._fetch("SELECT synced_start, synced_end FROM funding_sync WHERE exchange = %s AND symbol = %s",
+                           [exchange, symbol])
+        return rows[0] if rows else None
 
     def _upsert_sync_state(self, exchange, symbol, timeframe, start, end, at):
         self._write(lambda cur: cur.execute(
@@ -236,9 +306,11 @@ class PostgresStore(Store):
         with self._conn.transaction(), self._conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", [SCHEMA_LOCK_KEY])
             cur.execute(SCHEMA)
+            cur.execute(MIGRATIONS)
             cur.executemany("INSERT INTO timeframes VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                             TIMEFRAME_ROWS)
-            cur.execute("INSERT INTO store_meta VALUES ('schema_version', %s) ON CONFLICT DO NOTHING",
+            cur.execute("INSERT INTO store_meta VALUES ('schema_version', %s) ON CONFLICT (key) DO UPDATE SET "
+                        "value = greatest(store_meta.value::int, excluded.value::int)::text",
                         [str(SCHEMA_VERSION)])
             return "timescaledb" if enable_timescale(cur, **timescale) else "postgresql"
 
