@@ -14,12 +14,15 @@ from marketsynth import api
 from marketsynth.checkpoint import Checkpoint
 from marketsynth.errors import ConfigError, ModelError
 from marketsynth.models.base import GenerativeModel
+from marketsynth.models.capabilities import Conditional
 from marketsynth.representation import make_representation
-from marketsynth.risk.scenarios import analyse, check_horizon, simulate_paths
+from marketsynth.risk.scenarios import LESS_RISK, analyse, check_horizon, simulate_paths
 from tests.cli_helpers import assert_one_line_error, run
 
 TINY_DCGAN = {"gen_channels": [16, 8], "disc_channels": [8, 16], "latent_dim": 8, "seq_len": 8, "batch_size": 32}
 TINY_GLOW = {"levels": 1, "steps_per_level": 1, "hidden": 8, "batch_size": 64}
+TINY_CGAN = {"seq_len": 8, "latent_dim": 4, "hidden_size": 8, "num_layers": 1, "critic_hidden_size": 8, "n_critic": 1,
+             "embed_dim": 2, "batch_size": 64}
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +66,8 @@ def test_same_seed_same_figures_and_hotter_temperature_never_smaller_losses(garc
     assert analyse(garch, **{**kwargs, "seed": 8}).base.tail(0.95).var != first.base.tail(0.95).var
     rows = first.stress
     assert [row.temperature for row in rows] == [1.0, 1.5, 2.0, 3.0] and rows[0].label == "T=1 (base)"
+    assert rows[0].changes == "nothing (the baseline)" and rows[2].changes == "temperature 2: the return shocks × 2"
+    assert not any(row.flag for row in rows)
     for cool, hot in zip(rows, rows[1:], strict=False):
         for level in (0.95, 0.99):
             assert hot.tail(level).var >= cool.tail(level).var
@@ -86,8 +91,9 @@ def test_dcgan_chains_windows_for_a_long_horizon_and_says_so(bars, tmp_path):
     result = api.train("dcgan", bars.iloc[:200], config=TINY_DCGAN, epochs=1, out=tmp_path / "dcgan",
                        progress=False)
     checkpoint = api.load(result.checkpoint)
-    analysis = analyse(checkpoint, num=40, horizon=20, stress_temperatures=(1.0,))
+    analysis = analyse(checkpoint, num=40, horizon=20)
     assert analysis.model["simulation"] == "chained windows"
+    assert [row.label for row in analysis.stress] == ["as trained (base)"]  # no temperature, no regimes: no stress
     assert any("chains 3 independent windows" in note for note in analysis.notes)
     assert check_horizon(checkpoint, 8) is None
 
@@ -110,36 +116,30 @@ class _WindowOnly(GenerativeModel):
     name = "window-only"
     native_long_paths = False
 
-    def sample(self, n, conditions=None, *, seed=0, length=None, temperature=1.0):
-        length = self.config.seq_len if length is None else length
+    def _sample(self, n, conditions, *, seed, length):
         if length > self.config.seq_len:
             raise ModelError(f"window-only cannot generate more than {self.config.seq_len} bars")
-        return (np.random.default_rng(seed).standard_normal((n, length, 5)) * temperature).astype(np.float32)
+        return np.random.default_rng(seed).standard_normal((n, length, 5)).astype(np.float32)
 
 
-class _Regimes(GenerativeModel):
-    """A conditional stand-in: crash (label 2) paths drift down, so its row must show larger losses."""
+class _Regimes(Conditional, GenerativeModel):
+    """A conditional stand-in without a temperature: crash (label 2) paths drift by ``crash_drift`` (down: its
+    row must show larger losses)."""
 
-    name = "regimes"
-    conditional = True
-    regimes = ("bull", "bear", "crash")
+    name = "stub"
+    regimes = ["bull", "bear", "crash"]
     native_long_paths = True
+    crash_drift = -0.5
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.seen = []
+        self.label_counts = [1] * len(self.regimes)
 
-    def encode_conditions(self, names):  # cgan's interface: regime names -> label indices
-        for name in names:
-            if name not in self.regimes:
-                raise ConfigError(f"unknown regime '{name}' for this stub; choose one of {', '.join(self.regimes)}")
-        return np.asarray([self.regimes.index(name) for name in names], dtype=np.int64)
-
-    def sample(self, n, conditions=None, *, seed=0, length=None, temperature=1.0):
-        self.seen.append(None if conditions is None else np.asarray(conditions).copy())
-        out = np.random.default_rng(seed).standard_normal((n, length, 5)) * temperature
-        if conditions is not None:
-            out[:, :, 1] -= 0.5 * (np.asarray(conditions) == 2)[:, None]
+    def _sample(self, n, conditions, *, seed, length):
+        self.seen.append(np.asarray(conditions).copy())
+        out = np.random.default_rng(seed).standard_normal((n, length, 5))
+        out[:, :, 1] += self.crash_drift * (np.asarray(conditions) == 2)[:, None]
         return out.astype(np.float32)
 
 
@@ -151,27 +151,44 @@ def test_a_model_that_cannot_chain_refuses_a_longer_horizon(bars):
     checkpoint = _stub(_WindowOnly({"seq_len": 8}), bars)
     with pytest.raises(ModelError, match="longer than the 8-bar windows window-only generates.*--horizon 8 or less"):
         analyse(checkpoint, num=20, horizon=9)
-    assert analyse(checkpoint, num=20, horizon=8, stress_temperatures=(1.0,)).model["simulation"] == \
-        "one continuous path"
+    assert analyse(checkpoint, num=20, horizon=8).model["simulation"] == "one continuous path"
 
 
 def test_conditional_models_get_regime_conditions_and_a_crash_stress_row(bars, garch):
     model = _Regimes({"seq_len": 8})
-    analysis = analyse(_stub(model, bars), num=200, horizon=6, stress_temperatures=(1.0, 2.0))
-    assert [(row.temperature, row.regime) for row in analysis.stress] == [(1.0, None), (2.0, None), (1.0, "crash")]
-    crash = analysis.stress[-1]
-    assert crash.label == "T=1, crash" and crash.tail(0.95).cvar > analysis.base.tail(0.95).cvar
+    analysis = analyse(_stub(model, bars), num=200, horizon=6)
+    assert [(row.temperature, row.regime) for row in analysis.stress] == [(None, None), (None, "crash")]
+    base, crash = analysis.stress
+    assert base.label == "as trained (base)" and crash.label == "crash"
+    assert crash.changes == "regime crash: the crash label" and not crash.flag
+    assert crash.tail(0.95).cvar > analysis.base.tail(0.95).cvar
     assert (model.seen[-1] == 2).all() and len(model.seen[-1]) == 200
-    bear = analyse(_stub(model, bars), num=50, horizon=6, regime="bear", stress_temperatures=(1.0,))
+    bear = analyse(_stub(model, bars), num=50, horizon=6, regime="bear")
     assert bear.base.regime == "bear" and [r.regime for r in bear.stress] == ["bear", "crash"]
     with pytest.raises(ConfigError, match="unknown regime 'boom' for this stub; choose one of bull, bear, crash"):
         analyse(_stub(model, bars), num=50, horizon=6, regime="boom")
-    model.regimes = ("bull", "bear")  # a model that knows no crash gets no crash row, and says why
-    calm = analyse(_stub(model, bars), num=50, horizon=6, stress_temperatures=(1.0,))
+    with pytest.raises(ModelError, match="stub has no sampling temperature"):
+        analyse(_stub(model, bars), num=50, horizon=6, temperature=2.0)
+    with pytest.raises(ModelError, match="stub has no sampling temperature"):
+        analyse(_stub(model, bars), num=50, horizon=6, stress_temperatures=(1.0, 2.0))
+    model.regimes = ["bull", "bear"]  # a model that knows no crash gets no crash row, and says why
+    model.label_counts = [1, 1]
+    calm = analyse(_stub(model, bars), num=50, horizon=6)
     assert [r.regime for r in calm.stress] == [None]
     assert any(note.startswith("no crash stress row: unknown regime 'crash'") for note in calm.notes)
     with pytest.raises(ModelError, match="garch is not conditional"):
         analyse(garch, num=50, horizon=6, regime="crash")
+
+
+def test_a_stress_row_with_less_risk_than_the_baseline_is_flagged(bars):
+    model = _Regimes({"seq_len": 8})
+    model.crash_drift = 0.5  # a "crash" that rises: the table must not pass it off as a stress
+    analysis = analyse(_stub(model, bars), num=200, horizon=6)
+    crash = analysis.stress[-1]
+    assert crash.flag == LESS_RISK == "⚠ less risk than the baseline under this stress"
+    assert crash.tail(0.95).var < analysis.base.tail(0.95).var and not analysis.base.flag
+    assert any("crash: less risk than the baseline under a stress" in note for note in analysis.notes)
+    assert analysis.to_dict()["stress"][-1]["flag"] == LESS_RISK
 
 
 # ---- CLI ------------------------------------------------------------------------------------------------------
@@ -180,7 +197,8 @@ def test_cli_prints_tables_and_writes_json_and_html(garch_dir, small_csv, tmp_pa
                          "--json", tmp_path / "risk.json", "--report", tmp_path / "risk.html")
     assert code == 0, err
     for text in ("VaR 95%", "CVaR 95%", "VaR 99%", "CVaR 99%", "parametric normal", "real data (historical)",
-                 "excess kurtosis", "percentile 99", "stress tests", "T=1 (base)", "T=1.5", "T=2",
+                 "excess kurtosis", "percentile 99", "stress tests", "T=1 (base)", "T=1.5", "T=2", "changes",
+                 "nothing (the baseline)", "temperature 2: the return shocks × 2", "flag",
                  "P(loss > threshold)", "happens in at most 5% of scenarios", f"training data {small_csv}"):
         assert text in out, text
     data = json.loads((tmp_path / "risk.json").read_text())
@@ -227,7 +245,8 @@ def test_cli_real_data_sources_and_models_without_returns(garch_dir, small_csv, 
     moved = tmp_path / "garch"
     shutil.copytree(garch_dir, moved)
     meta = json.loads((moved / "meta.json").read_text())
-    (moved / "meta.json").write_text(json.dumps({**meta, "file": str(tmp_path / "gone.csv")}))
+    assert meta["kind"] == "file" and meta["path"] == str(small_csv)  # the data source, re-readable
+    (moved / "meta.json").write_text(json.dumps({**meta, "path": str(tmp_path / "gone.csv")}))
     code, out, err = run(capsys, "scenarios", "--model", moved, "--num", 50, "--horizon", 6)
     assert code == 0, err
     assert "real data: n/a: the training data could not be re-read" in out
@@ -240,3 +259,31 @@ def test_cli_real_data_sources_and_models_without_returns(garch_dir, small_csv, 
     (moved / "representation.json").write_text("null")
     code, _, err = run(capsys, "scenarios", "--model", moved, "--num", 50)
     assert_one_line_error(code, err, "cannot simulate price scenarios")
+
+
+# ---- issue 13: a stress test must not report less risk under more stress ----------------------------------------
+@pytest.fixture(scope="module")
+def cgan_dir(small_csv, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "cgan"
+    api.train("cgan", csv=small_csv, config={**TINY_CGAN, "q_crash": 0.2}, epochs=1, out=out)
+    return out
+
+
+def test_cgan_refuses_a_temperature_and_points_to_the_crash_regime(cgan_dir, tmp_path, capsys):
+    """Measured on a year of ETHUSDT 1h, a cgan's VaR 95% fell from 0.190 at T=1 to 0.119 at T=2: scaling a GAN's
+    noise is no stress. Its scenarios and generate refuse --temperature and point to --regime crash."""
+    code, _, err = run(capsys, "scenarios", "--model", cgan_dir, "--num", 50, "--temperature", 2)
+    assert_one_line_error(code, err, "cgan has no sampling temperature; use --regime crash for a stress scenario")
+    code, _, err = run(capsys, "scenarios", "--model", cgan_dir, "--num", 50, "--stress-temperatures", "1,2")
+    assert_one_line_error(code, err, "cgan has no sampling temperature; use --regime crash")
+    code, _, err = run(capsys, "generate", "--model", cgan_dir, "--num-samples", 3, "--temperature", 2,
+                       "--output", tmp_path / "x.csv")
+    assert_one_line_error(code, err, "cgan has no sampling temperature; use --regime crash for a stress scenario")
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_cgan_stress_table_has_the_crash_row_and_says_what_it_changes(cgan_dir, capsys):
+    code, out, err = run(capsys, "scenarios", "--model", cgan_dir, "--num", 200, "--horizon", 8)
+    assert code == 0, err
+    assert "as trained (base)" in out and "regime crash: the crash label" in out and "T=2" not in out
+    assert "no sampling temperature" in out  # the title says so instead of T=1

@@ -1,12 +1,15 @@
 """Autoregressive mixture GRU: it learns dependence over time and inside a bar, atoms, and its data handling."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from marketsynth.errors import ModelError
 from marketsynth.models.autoregressive import AutoregressiveModel
-from marketsynth.representation import create_sequences, segments_from_windows, series_from_windows
+from marketsynth.models.data import TrainingData
+from marketsynth.representation import make_representation
+from marketsynth.training import train_loop
 
 SMALL = {"hidden_size": 16, "num_layers": 1, "mixtures": 3, "head_size": 16, "train_len": 48, "warmup": 16,
          "batch_size": 32, "seq_len": 12}
@@ -29,7 +32,8 @@ def fitted():
     torch.set_num_threads(1)
     series = toy_series()
     model = AutoregressiveModel({**SMALL, "n_features": 3}, seed=0)
-    history = model.fit(create_sequences(series, 12), epochs=6, progress=False)
+    arrays = model.sequences([series])
+    history = train_loop(model, arrays.train, arrays.conditions, epochs=6)
     return model, series, history
 
 
@@ -71,19 +75,44 @@ def test_temperature_widens_the_draws(fitted):
 
 def test_training_sequences_follow_the_gap_free_segments():
     series = toy_series(200)
-    windows = np.concatenate([create_sequences(series[:120], 12), create_sequences(series[130:], 12)])
-    segments = segments_from_windows(windows)
-    assert [len(s) for s in segments] == [120, 70]
-    np.testing.assert_array_equal(series_from_windows(windows), np.concatenate([series[:120], series[130:]]))
+    segments = [series[:120], series[130:]]
     model = AutoregressiveModel({**SMALL, "n_features": 3, "train_len": 100})
-    sequences, phases = model.training_windows(windows)
+    arrays = model.sequences(segments)
     assert model.window_length == 60  # little data: half the longest segment
-    assert sequences.shape == (120 - 60 + 1 + 70 - 60 + 1, 60, 3)  # no sequence crosses the gap
+    assert arrays.train.shape == (120 - 60 + 1 + 70 - 60 + 1, 60, 3)  # no sequence crosses the gap
+    assert arrays.conditions is None and arrays.describe() == "72 sequences of 60 bars"
+    np.testing.assert_array_equal(arrays.train[61], series[130:190])  # the second segment's first sequence
     model = AutoregressiveModel({**SMALL, "n_features": 3, "train_len": 30, "season": 24})
-    window_phases = np.concatenate([np.arange(109), 130 + np.arange(59)]) % 24  # first bar of each window
-    sequences, phases = model.training_windows(windows, window_phases)
-    assert sequences.shape == (120 - 30 + 1 + 70 - 30 + 1, 30, 3)
-    np.testing.assert_array_equal(phases, np.concatenate([np.arange(91), 130 + np.arange(41)]) % 24)
+    phases = [np.arange(120) % 24, (130 + np.arange(70)) % 24]  # each bar's position in the day
+    arrays = model.sequences(segments, phases)
+    assert arrays.train.shape == (120 - 30 + 1 + 70 - 30 + 1, 30, 3)
+    np.testing.assert_array_equal(arrays.conditions, np.concatenate([np.arange(91), 130 + np.arange(41)]) % 24)
+
+
+def test_training_arrays_come_straight_from_the_bars_segments():
+    """A 10-bar hole in hourly bars: no sequence spans it, the bar after it (its return spans the hole) is left
+    out, each sequence starts at its first bar's hour, and the daily cycle comes from the bar times."""
+    rng = np.random.default_rng(1)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 200)))
+    open_ = np.concatenate([[100.0], close[:-1]])
+    bars = pd.DataFrame({"time": pd.date_range("2024-01-01 05:00", periods=200, freq="h", tz="UTC"), "open": open_,
+                         "high": np.maximum(open_, close) * 1.001, "low": np.minimum(open_, close) * 0.999,
+                         "close": close, "volume": rng.uniform(1, 2, 200)}).drop(index=range(120, 130))
+    bars = bars.reset_index(drop=True)
+    rep = make_representation("log-returns").fit(bars)
+    data = TrainingData(bars, representation=rep)
+    assert [(s.start, s.stop) for s in data.segments] == [(0, 120), (120, 190)]
+    config = AutoregressiveModel.configure({**SMALL, "train_len": 30}, data)
+    assert config["season"] == 24 and config["n_features"] == 5
+    model = AutoregressiveModel(config)
+    arrays = model.training_arrays(data)
+    encoded = rep.encode(bars)
+    assert arrays.train.shape == (119 - 30 + 1 + 69 - 30 + 1, 30, 5)
+    np.testing.assert_allclose(arrays.train[0], encoded[1:31], rtol=1e-6)  # bar 0 only anchors bar 1
+    np.testing.assert_allclose(arrays.train[90], encoded[121:151], rtol=1e-6)  # bar 120 follows the hole
+    assert arrays.conditions[0] == 6 and arrays.conditions[90] == (5 + 131) % 24  # hours of the first bars
+    held_out = model.training_arrays(TrainingData(bars, representation=rep, val_fraction=0.2))
+    assert held_out.val.shape[1:] == (12, 5) and len(held_out.train) < len(arrays.train)
 
 
 def test_learns_the_daily_cycle_from_the_bar_times():
@@ -93,8 +122,8 @@ def test_learns_the_daily_cycle_from_the_bar_times():
     level = np.where((hours >= 12) & (hours < 18), 2.0, -0.5)
     series = np.column_stack([level + 0.3 * rng.standard_normal(3000), rng.standard_normal(3000)]).astype(np.float32)
     model = AutoregressiveModel({**SMALL, "n_features": 2, "season": 24}, seed=0)
-    windows = create_sequences(series, 12)
-    model.fit(windows, hours[: len(windows)], epochs=5, progress=False)
+    arrays = model.sequences([series], [hours])
+    train_loop(model, arrays.train, arrays.conditions, epochs=5)
     at = np.arange(24)
     samples = model.sample(24 * 40, np.repeat(at, 40), seed=1, length=24)  # path k starts at hour k // 40
     hour_of = (np.repeat(at, 40)[:, None] + np.arange(24)) % 24
@@ -110,8 +139,8 @@ def test_bad_settings_and_input_are_model_errors():
     with pytest.raises(ModelError, match="warmup"):
         AutoregressiveModel({"warmup": -1})
     model = AutoregressiveModel({**SMALL, "n_features": 3})
-    with pytest.raises(ModelError, match=r"\[N, 12, 3\]"):
-        model.training_windows(np.zeros((4, 10, 3)))
+    with pytest.raises(ModelError, match=r"\[T, 3\]"):
+        model.sequences([np.zeros((40, 2))])
     with pytest.raises(ModelError, match="no daily cycle"):
         model.sample(2, conditions=np.zeros(2))
     with pytest.raises(ModelError, match="season"):

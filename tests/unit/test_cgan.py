@@ -14,8 +14,10 @@ import pytest
 from marketsynth import api
 from marketsynth.errors import ConfigError, ModelError
 from marketsynth.models.cgan import CGAN, balanced_order
+from marketsynth.models.data import TrainingData
 from marketsynth.models.registry import create_model
-from marketsynth.regimes import frame_regime_stats
+from marketsynth.regimes import AUTO_REGIMES, frame_regime_stats
+from marketsynth.representation import make_representation
 
 SEQ_LEN = 8
 # About 300 steps (12 epochs of balanced windows, ~20 s on one busy core). A GAN this small and this short-trained
@@ -87,33 +89,44 @@ def test_balanced_order_gives_every_label_the_largest_count():
     np.testing.assert_array_equal(order, balanced_order(labels, seed=1))
 
 
-def test_fit_trains_on_the_oversampled_windows(monkeypatch):
-    seen = {}
+def labelled(segments: int = 12) -> TrainingData:
+    """``regime_bars`` with a per-bar label column: mostly calm, panic in the crash segments' falling bars."""
+    bars = regime_bars(segments=segments)
+    crash = np.repeat(np.tile([0, 0, 1], segments // 3 + 1)[:segments], 12).astype(bool)
+    labels = np.where(crash & (bars["close"] < bars["open"]).to_numpy(), "panic", "calm")
+    return TrainingData(bars, representation=make_representation("log-returns").fit(bars), label_column="mood",
+                        bar_labels=labels)
 
-    def fake_loop(model, windows, conditions=None, **options):
-        seen["labels"] = np.asarray(conditions)
-        return None
 
-    monkeypatch.setattr("marketsynth.training.train_loop", fake_loop)
-    model = create_model("cgan", {**TINY, "regimes": ["calm", "panic"]})
-    model.fit(np.zeros((12, SEQ_LEN, 5), np.float32), np.array([0] * 10 + [1] * 2), epochs=1, seed=0)
-    assert np.bincount(seen["labels"]).tolist() == [10, 10] and model.label_counts == [10, 2]
-    unbalanced = create_model("cgan", {**TINY, "regimes": ["calm", "panic"], "balance": False})
-    unbalanced.fit(np.zeros((12, SEQ_LEN, 5), np.float32), np.array([0] * 10 + [1] * 2), epochs=1, seed=0)
-    assert np.bincount(seen["labels"]).tolist() == [10, 2]
+def test_training_arrays_label_and_oversample_the_windows():
+    data = labelled()
+    config = CGAN.configure(TINY, data)
+    assert config["regimes"] == ["calm", "panic"]  # the label column's values, sorted
+    model = CGAN(config, seed=0)
+    arrays = model.training_arrays(data)
+    counts = model.label_counts
+    assert counts[1] < counts[0] and sum(counts) == arrays.count == len(data.windows(SEQ_LEN).features)
+    assert np.bincount(arrays.conditions).tolist() == [counts[0], counts[0]]  # panic oversampled to calm's size
+    assert arrays.meta["regimes"] == {"calm": counts[0], "panic": counts[1]}
+    assert arrays.describe() == f"{sum(counts)} windows of {SEQ_LEN} bars"
+    again = CGAN(config, seed=0).training_arrays(data)  # the same seed, the same order (exact resume)
+    np.testing.assert_array_equal(again.conditions, arrays.conditions)
+    unbalanced = CGAN({**config, "balance": False}, seed=0).training_arrays(data)
+    assert np.bincount(unbalanced.conditions).tolist() == counts and unbalanced.count == len(unbalanced.train)
+    automatic = TrainingData(data.bars, representation=data.representation)
+    assert CGAN.configure(TINY, automatic)["regimes"] == list(AUTO_REGIMES)
 
 
 def test_conditions_are_checked():
     model = CGAN({**TINY, "regimes": ["calm", "panic"]})
     with pytest.raises(ConfigError, match="unknown regime 'crash' for this cgan; choose one of calm, panic"):
         model.encode_conditions(["crash"])
-    windows = np.zeros((4, SEQ_LEN, 5), np.float32)
-    with pytest.raises(ModelError, match="pass one regime label per window"):
-        model.fit(windows, None)
     with pytest.raises(ModelError, match=r"0\.\.1"):
-        model.fit(windows, np.array([0, 1, 2, 0]))
+        model.sample(4, np.array([0, 1, 2, 0]))
     with pytest.raises(ModelError, match="one regime label per window"):
         model.sample(3, np.array([0, 1]))
+    with pytest.raises(ModelError, match="cgan has no sampling temperature; use --regime crash for a stress scenario"):
+        model.sample(3, temperature=2.0)
     with pytest.raises(ModelError, match="at least two distinct regimes"):
         CGAN({**TINY, "regimes": ["only"]})
     with pytest.raises(ConfigError, match="q_crash"):

@@ -22,6 +22,7 @@ from marketsynth.data.bars import as_bars
 from marketsynth.errors import ModelError
 from marketsynth.models.registry import create_model
 from marketsynth.representation import make_representation, windows_from_bars
+from marketsynth.training import train_loop
 
 TINY = {"seq_len": 8, "batch_size": 16, "latent_dim": 4, "hidden_size": 8, "num_layers": 1,
         "critic_hidden_size": 8, "n_critic": 1}
@@ -37,8 +38,8 @@ def run(btc_csv, tmp_path_factory):
     windows = windows_from_bars(bars, rep, 8).features
     model = create_model("wgan-gp", TINY, seed=1)
     path = tmp_path_factory.mktemp("ckpt") / "run"
-    model.fit(windows, epochs=2, out_dir=path, progress=False, representation=rep,
-              meta={"source": "file", "file": str(btc_csv)})
+    train_loop(model, windows, epochs=2, out_dir=path, representation=rep,
+               meta={"source": "file", "file": str(btc_csv)})
     return model, rep, path
 
 

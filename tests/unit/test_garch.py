@@ -1,17 +1,20 @@
-"""GARCH baseline: parameter recovery, window reassembly, reproducible sampling, wicks, save/load."""
+"""GARCH baseline: parameter recovery, its training series from the bars' segments, reproducible sampling,
+wicks, save/load."""
 
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
-from numpy.lib.stride_tricks import sliding_window_view
 from scipy.stats import spearmanr
 
 from marketsynth.checkpoint import load_checkpoint, save_checkpoint
-from marketsynth.errors import ModelError
+from marketsynth.data.bars import as_bars
+from marketsynth.errors import ConfigError, ModelError
 from marketsynth.models.base import History
+from marketsynth.models.data import TrainingArrays, TrainingData
 from marketsynth.models.garch import GarchModel
-from marketsynth.representation import series_from_windows
+from marketsynth.representation import make_representation
 
 TRUE = {"mu": 0.02, "omega": 0.05, "alpha": 0.10, "beta": 0.85, "nu": 6.0}
 
@@ -42,8 +45,8 @@ def bars_like(returns: np.ndarray, vols: np.ndarray, seed: int = 1) -> np.ndarra
     return np.column_stack([gap, returns, upper, lower, volume])
 
 
-def windows_of(features: np.ndarray, seq_len: int = 24, stride: int = 1) -> np.ndarray:
-    return np.ascontiguousarray(np.moveaxis(sliding_window_view(features, seq_len, axis=0), -1, 1)[::stride])
+def fit(model: GarchModel, series: np.ndarray):
+    return model.fit_once(TrainingArrays(series, kind="bars"))
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +54,7 @@ def fitted() -> tuple[GarchModel, np.ndarray, dict]:
     returns, vols = simulate_garch(8000)
     features = bars_like(returns, vols)
     model = GarchModel()
-    history = model.fit(windows_of(features))
+    history = fit(model, features)
     return model, features, history.rows[0]
 
 
@@ -63,7 +66,7 @@ def test_fit_recovers_known_parameters(fitted):
     assert abs(p["nu"] - TRUE["nu"]) < 2.0
     assert abs(p["omega"] - TRUE["omega"]) < 0.04  # reported in the input's units (the x10/std rescale is undone)
     assert abs(p["mu"] - TRUE["mu"]) < 0.03
-    assert row["n_obs"] == 8000  # the stride-1 windows were reassembled into the series, no bar counted twice
+    assert row["n_obs"] == 8000
     assert (
         np.isfinite(row["loglik"])
         and np.isfinite(row["aic"])
@@ -78,20 +81,27 @@ def test_fit_is_invariant_to_affine_scaling_of_returns(fitted):
     scaled = features.copy()
     scaled[:, 1] = (features[:, 1] - center) / scale
     other = GarchModel()
-    other.fit(windows_of(scaled))
+    fit(other, scaled)
     for key in ("alpha", "beta", "nu"):
         assert other.params[key] == pytest.approx(model.params[key], rel=2e-2)
     assert other.params["omega"] * scale**2 == pytest.approx(model.params["omega"], rel=5e-2)
 
 
-def test_series_from_windows_reassembles_overlaps_and_keeps_gaps():
-    series = np.arange(60, dtype=float).reshape(30, 2)
-    for stride in (1, 3, 8):
-        assert np.array_equal(
-            series_from_windows(windows_of(series, 8, stride)), series[: 8 + (30 - 8) // stride * stride]
-        )
-    before, after = windows_of(series[:15], 8), windows_of(series[15:], 8)  # a time gap between two runs
-    assert np.array_equal(series_from_windows(np.concatenate([before, after])), series)
+def test_training_series_is_every_bar_of_the_segments_once(btc_csv):
+    """Two gap-free runs of hourly bars: the series is their encoded bars without each run's first bar (its
+    return spans the gap), in order, no bar twice; held-out bars stay out of the fit; other encodings are
+    refused."""
+    bars = as_bars(pd.read_csv(btc_csv, nrows=400)).drop(index=range(200, 210)).reset_index(drop=True)
+    rep = make_representation("log-returns").fit(bars)
+    arrays = GarchModel().training_arrays(TrainingData(bars, representation=rep))
+    encoded = rep.encode(bars)
+    np.testing.assert_array_equal(arrays.train, np.concatenate([encoded[1:200], encoded[201:]]))
+    assert arrays.describe() == "388 bars"
+    held_out = GarchModel().training_arrays(TrainingData(bars, representation=rep, val_fraction=0.25))
+    assert len(held_out.train) < 0.8 * len(arrays.train)
+    np.testing.assert_array_equal(held_out.train, arrays.train[: len(held_out.train)])
+    with pytest.raises(ConfigError, match="garch needs the log-returns representation"):
+        GarchModel.representation_for("minmax-ohlcv")
 
 
 def test_sampling_is_reproducible_and_shaped(fitted):
@@ -140,7 +150,7 @@ def test_near_integrated_fit_samples_stay_in_the_data_range():
     returns, vols = simulate_garch(5000, seed=3, omega=0.002, alpha=0.06, beta=0.94, nu=3.5)
     features = bars_like(returns, vols)
     model = GarchModel()
-    model.fit(windows_of(features))
+    fit(model, features)
     assert model.params["alpha"] + model.params["beta"] > 0.98
     sample = model.sample(500, seed=1)[:, :, 1].astype(np.float64)
     assert np.median(np.abs(sample)) == pytest.approx(np.median(np.abs(returns)), rel=0.3)

@@ -14,8 +14,10 @@ from marketsynth.cli import loglik_cmd
 from marketsynth.data.io import read_bars_file
 from marketsynth.errors import ModelError
 from marketsynth.features import FEATURE_NAMES, WARMUP_BARS, bar_features
+from marketsynth.models.data import TrainingData
 from marketsynth.models.flows import ActNorm
 from marketsynth.models.glow import GaussianBaseline, GlowModel
+from marketsynth.training import train_loop
 
 SMALL = {"levels": 3, "steps_per_level": 2, "hidden": 32, "batch_size": 256, "gen_lr": 2e-3}
 
@@ -31,13 +33,16 @@ def trained(bars, tmp_path_factory):
     history)."""
     out = tmp_path_factory.mktemp("glow") / "run"
     result = api.train("glow", bars, config=SMALL, epochs=6, out=out, progress=False, seed=0)
-    train, val, _ = result.model.training_data(bars)  # the same split (default 0.2), preprocessing kept
-    return result.model, train, val, out, result.history
+    arrays = result.model.training_arrays(TrainingData(bars))  # the same split (default 0.2), preprocessing kept
+    return result.model, arrays.train, arrays.val, out, result.history
 
 
 def test_training_data_splits_in_time_and_purges_the_overlap(bars):
     model = GlowModel(SMALL)
-    train, val, meta = model.training_data(bars, 0.2)
+    assert GlowModel.representation_for("log-returns") is None  # it reads the bars, not a candle encoding
+    arrays = model.training_arrays(TrainingData(bars, val_fraction=0.2))
+    train, val, meta = arrays.train, arrays.val, arrays.meta
+    assert arrays.describe() == f"{len(train)} feature rows"
     n = len(bars) - WARMUP_BARS
     assert train.shape[1:] == val.shape[1:] == (1, 16)
     assert len(val) == round(0.2 * n) and len(train) == n - len(val) - WARMUP_BARS
@@ -67,16 +72,16 @@ def test_log_prob_is_the_flow_density_after_standardising_and_whitening(trained)
     with torch.no_grad():
         flow = model.flow.log_prob(torch.as_tensor(w, dtype=torch.float32)).double().numpy()
     expected = flow + model.baseline.whiten_log_abs_det + model.standardiser.log_abs_det
-    np.testing.assert_allclose(model.log_prob(rows), expected, rtol=1e-5)
-    np.testing.assert_allclose(model.log_prob(val[:50]), model.log_prob(rows))  # [n, 1, F] works too
-    np.testing.assert_allclose(model.nll_bits_per_dim(rows), -model.log_prob(rows) / (16 * np.log(2)))
-    nll = -(model.log_prob(val[:, 0]) - model.standardiser.log_abs_det).mean() / 16
+    np.testing.assert_allclose(model.log_likelihood(rows), expected, rtol=1e-5)
+    np.testing.assert_allclose(model.log_likelihood(val[:50]), model.log_likelihood(rows))  # [n, 1, F] works too
+    np.testing.assert_allclose(model.nll_bits_per_dim(rows), -model.log_likelihood(rows) / (16 * np.log(2)))
+    nll = -(model.log_likelihood(val[:, 0]) - model.standardiser.log_abs_det).mean() / 16
     assert model.validation_losses(torch.as_tensor(val))["val_nll"] == pytest.approx(nll)
 
 
 def test_an_untrained_flow_is_exactly_the_gaussian_baseline(bars):
     model = GlowModel(SMALL, seed=1)
-    _, val, _ = model.training_data(bars, 0.2)
+    val = model.training_arrays(TrainingData(bars, val_fraction=0.2)).val
     losses = model.validation_losses(torch.as_tensor(val))  # identity couplings after a rotation: log|det| = 0
     assert losses["val_nll"] == pytest.approx(losses["val_nll_gauss"], abs=1e-5)
     assert not any(bool(m.initialized) for m in model.flow.modules() if isinstance(m, ActNorm))  # eval: no init
@@ -105,17 +110,18 @@ def test_checkpoint_round_trip_keeps_actnorm_standardiser_and_samples(trained, b
     assert isinstance(loaded, GlowModel)
     assert all(bool(m.initialized) for m in loaded.flow.modules() if isinstance(m, ActNorm))
     np.testing.assert_array_equal(loaded.sample(64, seed=5), model.sample(64, seed=5))
-    np.testing.assert_allclose(loaded.log_prob(val[:100]), model.log_prob(val[:100]), rtol=1e-6)
+    np.testing.assert_allclose(loaded.log_likelihood(val[:100]), model.log_likelihood(val[:100]), rtol=1e-6)
     assert loaded.report["val_nll_gauss"] == pytest.approx(model.report["val_nll_gauss"])
     mean = loaded.standardiser.mean.copy()
-    loaded.training_data(bars.iloc[:1500], 0.2)  # a resumed model keeps its own standardiser
+    loaded.training_arrays(TrainingData(bars.iloc[:1500], val_fraction=0.2))  # a resumed model keeps its own
     np.testing.assert_array_equal(loaded.standardiser.mean, mean)
 
 
-def test_fit_on_bare_windows_fits_the_preprocessing_first(bars):
+def test_the_shared_loop_on_bare_rows_after_fitting_the_preprocessing(bars):
     rows = bar_features(bars.iloc[:620]).to_numpy()[:, None, :].copy()
     model = GlowModel({**SMALL, "levels": 2, "steps_per_level": 1})
-    history = model.fit(rows, epochs=1, progress=False)
+    model.fit_preprocessing(rows)
+    history = train_loop(model, rows, epochs=1)
     assert np.isfinite(history.rows[-1]["nll"])
     np.testing.assert_allclose(model.standardiser.mean, rows[:, 0].mean(axis=0))
     assert model.baseline.fitted and "train_nll_gauss" in model.report
@@ -153,7 +159,7 @@ def test_loglik_command_writes_every_bars_loglik(trained, bars, tmp_path):
     assert list(frame.columns) == ["time", "loglik_nats", "nll_bits_per_dim"]
     assert len(frame) == 200 - WARMUP_BARS
     features = bar_features(bars.iloc[-200:])
-    np.testing.assert_allclose(frame["loglik_nats"], model.log_prob(features.to_numpy()), rtol=1e-5)
+    np.testing.assert_allclose(frame["loglik_nats"], model.log_likelihood(features.to_numpy()), rtol=1e-5)
     np.testing.assert_allclose(frame["nll_bits_per_dim"], -frame["loglik_nats"] / (16 * np.log(2)))
     assert "least likely" in result.output
 

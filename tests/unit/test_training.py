@@ -16,15 +16,10 @@ from marketsynth.data.bars import as_bars
 from marketsynth.errors import ModelError
 from marketsynth.models.base import GenerativeModel, ModelConfig
 from marketsynth.models.registry import create_model
+from marketsynth.progress import Recorder
 from marketsynth.representation import make_representation, windows_from_bars
-from marketsynth.training import (
-    DistributedInfo,
-    TrainingWarning,
-    _epoch_batches,
-    marginal_w1,
-    resolve_device,
-    train_loop,
-)
+from marketsynth.training import DistributedInfo, TrainingWarning, marginal_w1, resolve_device, train_loop
+from marketsynth.training.distributed import epoch_batches
 
 SEQ_LEN = 8
 DCGAN_TINY = {"seq_len": SEQ_LEN, "batch_size": 16, "gen_channels": [16, 8], "disc_channels": [8, 16],
@@ -56,7 +51,7 @@ def test_same_seed_gives_identical_history_and_weights(bars):
     runs = []
     for seed in (7, 7, 8):
         model = create_model("dcgan", DCGAN_TINY, seed=seed)
-        runs.append((model, model.fit(windows, epochs=2, seed=seed, progress=False)))
+        runs.append((model, train_loop(model, windows, epochs=2, seed=seed)))
     (a, ha), (b, hb), (c, hc) = runs
     assert without_seconds(ha.rows) == without_seconds(hb.rows) and weights_equal(a, b)
     assert without_seconds(ha.rows) != without_seconds(hc.rows) and not weights_equal(a, c)
@@ -65,12 +60,12 @@ def test_same_seed_gives_identical_history_and_weights(bars):
 def test_two_epochs_then_resume_to_four_equals_four_epochs(bars, tmp_path):
     windows = windows_for(bars, "minmax")
     straight = create_model("dcgan", DCGAN_TINY)
-    full = straight.fit(windows, epochs=4, progress=False)
+    full = train_loop(straight, windows, epochs=4)
     first = create_model("dcgan", DCGAN_TINY)
-    first.fit(windows, epochs=2, out_dir=tmp_path / "run", progress=False)
+    train_loop(first, windows, epochs=2, out_dir=tmp_path / "run")
     assert read_config(tmp_path / "run")["epoch"] == 2
     second = create_model("dcgan", DCGAN_TINY, seed=1)
-    resumed = second.fit(windows, epochs=4, out_dir=tmp_path / "run", resume=True, progress=False)
+    resumed = train_loop(second, windows, epochs=4, out_dir=tmp_path / "run", resume=True)
     assert without_seconds(resumed.rows) == without_seconds(full.rows)
     assert weights_equal(straight, second)
     assert pd.read_csv(tmp_path / "run" / "history.csv")["epoch"].tolist() == [1, 2, 3, 4]
@@ -79,16 +74,16 @@ def test_two_epochs_then_resume_to_four_equals_four_epochs(bars, tmp_path):
 def test_resume_without_checkpoint_is_one_line_error(bars, tmp_path):
     model = create_model("dcgan", DCGAN_TINY)
     with pytest.raises(ModelError, match="no checkpoint in .* to resume") as info:
-        model.fit(windows_for(bars, "minmax"), epochs=2, out_dir=tmp_path / "none", resume=True, progress=False)
+        train_loop(model, windows_for(bars, "minmax"), epochs=2, out_dir=tmp_path / "none", resume=True)
     assert "\n" not in str(info.value)
 
 
 def test_history_csv_and_periodic_checkpoints(bars, tmp_path):
     seen = []
     model = create_model("dcgan", DCGAN_TINY)
-    model.fit(windows_for(bars, "minmax"), epochs=3, out_dir=tmp_path / "run", checkpoint_every=2,
-              history_path=tmp_path / "live.csv", progress=False,
-              on_epoch=lambda epoch, row: seen.append((epoch, read_config(tmp_path / "run")["epoch"])))
+    train_loop(model, windows_for(bars, "minmax"), epochs=3, out_dir=tmp_path / "run", checkpoint_every=2,
+               history_path=tmp_path / "live.csv",
+               on_epoch=lambda epoch, row: seen.append((epoch, read_config(tmp_path / "run")["epoch"])))
     assert seen == [(1, 0), (2, 2), (3, 3)]  # a checkpoint at the start, every 2 epochs and at the end
     history = pd.read_csv(tmp_path / "live.csv")
     assert list(history.columns[:5]) == ["epoch", "d_loss", "g_loss", "d_real", "d_fake"]
@@ -107,15 +102,25 @@ def test_a_failed_save_leaves_the_previous_checkpoint(bars, tmp_path, monkeypatc
             monkeypatch.setattr(checkpoint, "save_file", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
 
     with pytest.raises(OSError, match="disk full"):
-        model.fit(windows_for(bars, "minmax"), epochs=3, out_dir=tmp_path / "run", checkpoint_every=1,
-                  progress=False, on_epoch=break_at_epoch_two)
+        train_loop(model, windows_for(bars, "minmax"), epochs=3, out_dir=tmp_path / "run", checkpoint_every=1,
+                   on_epoch=break_at_epoch_two)
     monkeypatch.setattr(checkpoint, "save_file", real_save)
     assert read_config(tmp_path / "run")["epoch"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temporary directory left behind
     load_checkpoint(tmp_path / "run")
-    resumed = create_model("dcgan", DCGAN_TINY).fit(windows_for(bars, "minmax"), epochs=3, out_dir=tmp_path / "run",
-                                                    resume=True, progress=False)
+    resumed = train_loop(create_model("dcgan", DCGAN_TINY), windows_for(bars, "minmax"), epochs=3,
+                         out_dir=tmp_path / "run", resume=True)
     assert [row["epoch"] for row in resumed.rows] == [1, 2, 3]
+
+
+def test_the_loop_reports_the_train_stage_through_the_progress_protocol(bars):
+    recorder = Recorder()
+    train_loop(create_model("dcgan", DCGAN_TINY), windows_for(bars, "minmax", n=48), epochs=2, progress=recorder)
+    assert recorder.stages() == ["train"] and recorder.steps("train") == 2 * 3  # 48 windows in batches of 16
+    start, *advances, finish = recorder.calls
+    assert start[2]["total"] == 6 and "dcgan epoch 1/2" in start[2]["note"]
+    assert "epoch 2/2" in advances[-1][2]["note"] and "d_loss" in advances[-1][2]["note"]
+    assert finish[0] == "finish" and finish[2]["note"].startswith("dcgan: 2 epoch(s)")
 
 
 # ---- warnings ------------------------------------------------------------------------------------------------
@@ -136,8 +141,8 @@ class Scripted(GenerativeModel):
     def train_step(self, batch, conditions, *, epoch, total_epochs):
         return dict(self.script[epoch])
 
-    def sample(self, n, conditions=None, *, seed=0, length=None, temperature=1.0):
-        shape = (n, length or SEQ_LEN, 5)
+    def _sample(self, n, conditions, *, seed, length):
+        shape = (n, length, 5)
         return np.zeros(shape) if self.collapsed else np.random.default_rng(seed).normal(size=shape)
 
 
@@ -145,7 +150,7 @@ def run_scripted(script, collapsed=False, **options):
     windows = np.random.default_rng(0).normal(size=(64, SEQ_LEN, 5))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        train_loop(Scripted(script, collapsed), windows, epochs=len(script), progress=False, **options)
+        train_loop(Scripted(script, collapsed), windows, epochs=len(script), **options)
     return [str(w.message) for w in caught if issubclass(w.category, TrainingWarning)]
 
 
@@ -180,7 +185,7 @@ def test_distributed_shards_cover_every_window_once():
     shards = []
     for rank in (0, 1):
         generator = torch.Generator().manual_seed(3)
-        shards.append(torch.cat(_epoch_batches(10, 3, generator, DistributedInfo(rank, 2))).tolist())
+        shards.append(torch.cat(epoch_batches(10, 3, generator, DistributedInfo(rank, 2))).tolist())
     assert len(shards[0]) == len(shards[1]) == 5
     assert sorted(shards[0] + shards[1]) == list(range(10))
 
@@ -204,7 +209,7 @@ def test_model_overfits_a_tiny_set(name, options, epochs, bars):
     before = marginal_w1(model.sample(256, seed=5), windows)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TrainingWarning)
-        history = model.fit(windows, epochs=epochs, val_windows=windows, progress=False)
+        history = train_loop(model, windows, epochs=epochs, val_windows=windows)
     after = marginal_w1(model.sample(256, seed=5), windows)
     assert after < 0.6 * before, f"{name}: distance to the training set {before:.3f} -> {after:.3f}"
     val = history.column("val_w1")
