@@ -5,8 +5,8 @@ the way the CLI does it, then we time
 
 * ``base``: one ``simulate_paths`` (one batched ``model.sample`` + decode) and ``summarize`` (VaR/CVaR at 95/99%,
   moments, percentiles) — the number the target is about;
-* ``full`` (with ``--full``): ``analyse`` as the command runs it — the base run plus the stress temperatures
-  1.5 and 2.0 (three simulations on the same seed).
+* ``full`` (with ``--full``): ``analyse`` as the command runs it — the base run plus its stress rows (the
+  temperatures 1.5 and 2.0 for models with a sampling temperature, the crash regime for conditional ones).
 
 garch is fitted on the last year of BTCUSDT 1h (``../shared/data``). Neural models use their default
 architecture with untrained weights and a fitted representation: sampling cost depends on the architecture, not
@@ -39,22 +39,21 @@ TARGET_S = 10.0
 
 
 def build_checkpoint(name: str, bars, folder: Path):
-    """A checkpoint of ``name`` on ``bars`` in ``folder``, loaded back through ``load_checkpoint``."""
+    """A checkpoint of ``name`` on ``bars`` in ``folder`` (the model's own hooks prepare it, as ``api.train``
+    does, without the epochs), loaded back through ``load_checkpoint``."""
     from marketsynth.checkpoint import load_checkpoint, save_checkpoint
-    from marketsynth.models.registry import create_model
-    from marketsynth.representation import make_representation, windows_from_bars
+    from marketsynth.models.data import TrainingData
+    from marketsynth.models.registry import get_model_class
 
-    out = folder / name
-    if name == "glow":
-        model = create_model("glow")
-        train, val, _ = model.training_data(bars, 0.2)  # fits the standardiser and Gaussian whitening
-        save_checkpoint(out, model, representation=None, meta={"source": "benchmark"})
-        return load_checkpoint(out)
-    cls = create_model(name).__class__
-    rep = make_representation("log-returns", scaling=cls.scaling).fit(bars)
-    model = create_model(name, {"n_features": rep.n_features})
+    cls = get_model_class(name)
+    rep = cls.representation_for("log-returns")
+    rep = rep.fit(bars) if rep is not None else None
+    data = TrainingData(bars, representation=rep)
+    model = cls(cls.configure({}, data))
+    arrays = model.training_arrays(data)  # fits what the data decides (glow's whitening, sampling bounds, labels)
     if not model.iterative:  # garch: a real maximum-likelihood fit (a few seconds)
-        model.fit(windows_from_bars(bars, rep, model.config.seq_len).features)
+        model.fit_once(arrays)
+    out = folder / name
     save_checkpoint(out, model, representation=rep, meta={"source": "benchmark"})
     return load_checkpoint(out)
 
@@ -71,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--horizon", type=int, default=24)
     parser.add_argument("--models", default="garch,dcgan,wgan-gp,timegan,glow")
     parser.add_argument("--threads", default="1,0", help="torch thread counts to time; 0 = torch's default")
-    parser.add_argument("--full", action="store_true", help="also time analyse() with two stress temperatures")
+    parser.add_argument("--full", action="store_true", help="also time analyse() with its stress rows")
     args = parser.parse_args(argv)
 
     from marketsynth import api
@@ -82,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), load average {os.getloadavg()[0]:.1f} at start")
     print(f"# {args.num} scenarios x {args.horizon} bars, target < {TARGET_S:.0f} s\n")
-    print("| model | threads | base wall s | base CPU s | scenarios/s | target | full (3 temps) wall s |")
+    print("| model | threads | base wall s | base CPU s | scenarios/s | target | full (stress rows) wall s |")
     print("|---|---:|---:|---:|---:|---|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for name in [m.strip() for m in args.models.split(",") if m.strip()]:
@@ -99,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 full = "-"
                 if args.full:
                     _, full_wall, _ = timed(lambda checkpoint=checkpoint, threads=threads: analyse(
-                        checkpoint, num=args.num, horizon=args.horizon, stress_temperatures=(1.0, 1.5, 2.0),
-                        threads=threads))
+                        checkpoint, num=args.num, horizon=args.horizon, threads=threads))
                     full = f"{full_wall:.1f}"
                 verdict = "met" if wall < TARGET_S else "MISSED"
                 print(f"| {name} | {shown} | {wall:.1f} | {cpu:.1f} | {args.num / wall:,.0f} | {verdict} | {full} |",

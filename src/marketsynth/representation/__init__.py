@@ -18,8 +18,6 @@ from marketsynth.representation.windows import (
     Windows,
     chronological_split,
     create_sequences,
-    segments_from_windows,
-    series_from_windows,
     take_windows,
     window_starts,
     windows_from_bars,
@@ -29,6 +27,6 @@ __all__ = [
     "OHLCV", "REPRESENTATIONS", "SCALINGS", "LogReturnLevelRepresentation", "LogReturnRepresentation", "MinMaxOHLCV",
     "Representation",
     "Windows", "candles_frame", "chronological_split", "create_sequences", "follows_previous_bar",
-    "make_representation", "representation_from_dict", "segments_from_windows", "series_from_windows",
-    "take_windows", "valid_ohlcv", "window_starts", "windows_from_bars",
+    "make_representation", "representation_from_dict", "take_windows", "valid_ohlcv", "window_starts",
+    "windows_from_bars",
 ]

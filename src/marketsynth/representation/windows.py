@@ -80,40 +80,6 @@ def windows_from_bars(
     return Windows(take_windows(features, starts, seq_len), close[starts - 1], starts)
 
 
-def segments_from_windows(windows: np.ndarray, *, return_starts: bool = False):
-    """The gap-free runs of bars ``[T_k, F]`` under overlapping windows ``[N, L, F]``, no bar repeated (and,
-    with ``return_starts``, the index of the window each run starts with).
-
-    The stride is detected from the first pair of windows; wherever a window continues the previous one
-    (identical overlap) only its new last rows are added, and a window that does not (a time gap, shuffled input,
-    non-overlapping windows) starts a new segment with all its rows.
-    """
-    n, length = windows.shape[:2]
-    if n == 1 or length == 1:
-        segments, firsts = [windows.reshape(-1, windows.shape[2])], [0]
-        return (segments, firsts) if return_starts else segments
-    stride = next((k for k in range(1, length) if np.array_equal(windows[1, : length - k], windows[0, k:])), length)
-    if stride < length:
-        continues = (windows[1:, : length - stride] == windows[:-1, stride:]).all(axis=(1, 2))
-    else:
-        continues = np.zeros(n - 1, dtype=bool)
-    segments, current, firsts = [], [windows[0]], [0]
-    for i in range(n - 1):
-        if continues[i]:
-            current.append(windows[i + 1, length - stride :])
-        else:
-            segments.append(np.concatenate(current))
-            current = [windows[i + 1]]
-            firsts.append(i + 1)
-    segments.append(np.concatenate(current))
-    return (segments, firsts) if return_starts else segments
-
-
-def series_from_windows(windows: np.ndarray) -> np.ndarray:
-    """The bars ``[T, F]`` under overlapping windows ``[N, L, F]``: ``segments_from_windows`` concatenated."""
-    return np.concatenate(segments_from_windows(windows))
-
-
 def chronological_split(windows: Windows | np.ndarray, val_fraction: float = 0.2, *, stride: int = 1):
     """``(train, val)``: the last ``val_fraction`` of windows (in time order) for validation, no shuffling.
 
