@@ -25,7 +25,7 @@ from marketsynth.errors import ConfigError, ModelError
 from marketsynth.models.base import GenerativeModel, History
 from marketsynth.models.capabilities import Conditional
 from marketsynth.models.data import TrainingData
-from marketsynth.models.registry import DEFAULT_MODEL, get_model_class
+from marketsynth.models.registry import DEFAULT_MODEL, get_model_class, models_with
 from marketsynth.progress import Progress
 
 
@@ -99,7 +99,8 @@ def train(model: str = DEFAULT_MODEL, bars: pd.DataFrame | None = None, *, csv=N
 
     cls = get_model_class(model)
     if label_column and not issubclass(cls, Conditional):
-        raise ConfigError(f"--label-column only applies to conditional models (cgan), not {cls.name}")
+        raise ConfigError(f"--label-column only applies to conditional models ({', '.join(models_with(Conditional))}), "
+                          f"not {cls.name}")
     config = dict(config or {})
     epochs = cls.default_epochs if epochs is None else epochs
     out = Path(out) if out is not None else None

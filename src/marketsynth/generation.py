@@ -34,6 +34,7 @@ import torch
 from marketsynth.errors import ModelError
 from marketsynth.models.base import GenerativeModel
 from marketsynth.models.capabilities import Conditional
+from marketsynth.models.registry import models_with
 
 
 def sample_paths(model: GenerativeModel, n: int, *, seed: int = 0, length: int | None = None,
@@ -112,7 +113,7 @@ def regime_conditions(model: GenerativeModel, regime: str | None, n: int):
         return None
     if not isinstance(model, Conditional):
         raise ModelError(f"{model.name} is not conditional, so --regime {regime} does not apply; drop it, or train "
-                         f"--model cgan")
+                         f"--model {' or '.join(models_with(Conditional))}")
     return model.encode_conditions([regime] * n)
 
 
