@@ -38,9 +38,9 @@ def main() -> None:
         from marketsynth.features import bar_features
 
         features = bar_features(bars).to_numpy()
-        model.log_prob(features[:1000])  # warm-up
+        model.log_likelihood(features[:1000])  # warm-up
         started = time.perf_counter()
-        model.log_prob(features)
+        model.log_likelihood(features)
         loglik_seconds = time.perf_counter() - started
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {os.cpu_count()} cores")
     print(f"training: {len(year)} bars (2022), {args.epochs} epochs: {train_seconds:.1f} s")
