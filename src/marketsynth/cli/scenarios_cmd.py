@@ -55,7 +55,8 @@ def scenarios(
     Real data for comparison: --real FILE or --symbol/--interval, else the data the checkpoint was trained on.
     """
     from marketsynth import api
-    from marketsynth.risk.scenarios import analyse, check_settings, regime_conditions, stress_settings, training_bars
+    from marketsynth.risk.real_data import training_bars
+    from marketsynth.risk.scenarios import analyse, check_settings, regime_conditions, stress_settings
 
     temperatures = _floats(stress_temperatures) if stress_temperatures is not None else None
     check_settings(num=num, horizon=horizon, temperature=temperature, position=position, threshold=threshold,

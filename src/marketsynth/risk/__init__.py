@@ -1,7 +1,8 @@
 """Risk scenarios: VaR/CVaR (historical, parametric normal, Monte Carlo), distribution statistics, stress tests.
 
 ``measures`` holds pure functions over return samples (losses reported as positive fractions); ``scenarios``
-simulates horizon returns from a checkpoint and summarises them (``analyse``); ``report`` draws the HTML section.
+simulates horizon returns from a checkpoint and summarises them (``analyse``), next to the real data of
+``real_data``; ``report`` draws the HTML section.
 """
 
 from marketsynth.risk.measures import (
@@ -20,11 +21,11 @@ from marketsynth.risk.measures import (
     tail_risk,
     worst_loss,
 )
+from marketsynth.risk.real_data import real_horizon_returns
 from marketsynth.risk.scenarios import (
     RiskSummary,
     ScenarioAnalysis,
     analyse,
-    real_horizon_returns,
     simulate_paths,
     summarize,
 )
