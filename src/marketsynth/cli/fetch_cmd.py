@@ -73,7 +73,7 @@ def register(app: typer.Typer) -> None:
                               f"rates (use --category {' or '.join(source.funding_categories)})")
         jobs: list[tuple] = [(s.upper(), tf) for s in symbols for tf in timeframes]
         if funding:
-            jobs += [(s.upper(), None) for s in dict.fromkeys(symbols)]
+            jobs += [(name, None) for name in dict.fromkeys(s.upper() for s in symbols)]
         with source, open_store(target) as db:
             results = _fetch_all(db, source, jobs, lo, hi, workers, recheck_gaps)
             _print_results(results)

@@ -83,7 +83,8 @@ def sync_series(store: Store, source: ExchangeSource, symbol: str, timeframe: Ti
                 on_plan: Callable[[int], None] | None = None, recheck_gaps: bool = False) -> SyncResult:
     """Bring one symbol × timeframe up to date over [start, end).
 
-    ``recheck_gaps`` asks the exchange again for the known gaps inside the range (and stores what comes back).
+    ``recheck_gaps`` asks the exchange again for the known gaps inside the range (and stores what comes back); they
+    are forgotten first, so a re-check cut short simply asks again next time.
     ``on_plan(total_bars)`` is called once with the number of bars to fetch, ``on_bars(n)`` as bars are settled.
     """
     tf = parse_timeframe(timeframe)

@@ -246,7 +246,7 @@ class ExchangeSource(ABC):
             if closed_end < window_end:  # nothing later has closed yet
                 return
             window_start = window_end
-            if frame.empty and window_end < stop and tf.seconds:
+            if frame.empty and tf.seconds and stop - window_end > tf.delta * self.max_limit:  # pages to skip
                 hi = min(stop, closed_end)
                 resume = self._skip_empty(symbol, tf, code, window_end, hi)
                 if resume is None:  # no candle at all until hi
