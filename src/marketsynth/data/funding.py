@@ -13,7 +13,7 @@ sometimes carries a few milliseconds past the hour.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -21,10 +21,15 @@ import pandas as pd
 from marketsynth.data.bars import TIME_DTYPE
 from marketsynth.errors import DataError
 
-if TYPE_CHECKING:
-    from marketsynth.data.store.base import Store
-
 FUNDING_COLUMNS = ["time", "rate"]
+
+
+class FundingStore(Protocol):
+    """What ``read_funding`` needs of a store (every ``marketsynth.data.store.Store`` is one)."""
+
+    url: str
+
+    def read_funding(self, exchange: str, symbol: str, start=None, end=None) -> pd.DataFrame: ...
 
 
 def empty_funding() -> pd.DataFrame:
@@ -60,7 +65,7 @@ def funding_from_rows(rows: list[tuple[int, object]], *, source: str = "exchange
     return as_funding(frame, source=source)
 
 
-def read_funding(store: Store, exchange: str, symbol: str, start=None, end=None) -> pd.Series:
+def read_funding(store: FundingStore, exchange: str, symbol: str, start=None, end=None) -> pd.Series:
     """Stored funding rates of ``exchange``/``symbol`` with funding time in [start, end): a float Series named
     ``funding_rate`` on a UTC ``DatetimeIndex`` named ``time`` (one value per funding time, ascending).
 
