@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from marketsynth.checkpoint import Checkpoint, is_checkpoint, load_checkpoint
-from marketsynth.data.load import FileSource, MarketData, SampleSource, StoreSource, source_to_dict
+from marketsynth.data.load import DataSource, FileSource, MarketData, SampleSource, StoreSource, source_to_dict
 from marketsynth.data.load import load as load_market_data
 from marketsynth.errors import ConfigError, ModelError
 from marketsynth.models.base import GenerativeModel, History
@@ -77,8 +77,9 @@ def train(model: str = DEFAULT_MODEL, bars: pd.DataFrame | None = None, *, csv=N
           epochs: int | None = None, seed: int = 0, device: str = "cpu", out: str | Path | None = None,
           checkpoint_every: int = 10, resume: bool = False, overwrite: bool = False, val_fraction: float = 0.0,
           progress: Progress | bool | None = None, on_epoch=None, label_column: str | None = None,
-          data_source: dict[str, Any] | None = None) -> TrainResult:
-    """Fit a registered model on candles (``bars``, or loaded like ``load_bars``) and checkpoint it to ``out``.
+          data_source: dict[str, Any] | None = None, source: DataSource | None = None) -> TrainResult:
+    """Fit a registered model on candles (``bars``; or ``source``, a ``data.load`` data source; or loaded like
+    ``load_bars``) and checkpoint it to ``out``.
 
     ``config`` holds model settings (``seq_len``, ``latent_dim``, ``batch_size``, ``gen_lr``, ``disc_lr`` and
     model-specific ones); unspecified ones take the model's defaults. ``epochs`` defaults to the model's
@@ -112,8 +113,11 @@ def train(model: str = DEFAULT_MODEL, bars: pd.DataFrame | None = None, *, csv=N
 
             dist.barrier()
         if bars is None:
-            bars, source = load_bars(csv=csv, symbol=symbol, interval=interval, exchange=exchange, store=store,
-                                     start=start, end=end)
+            market = load_market_data(source) if source is not None else load_data(
+                csv=csv, symbol=symbol, interval=interval, exchange=exchange, store=store, start=start, end=end)
+            bars, interval = market.bars, interval or market.adjacent
+            csv = csv if csv is not None else getattr(market.source, "path", None)
+            source = {**source_to_dict(market.source), **market.description}
         else:
             source = {**(data_source or {"kind": "frame"}), "bars": len(bars)}  # where ``bars`` came from
         if resume:

@@ -11,7 +11,9 @@ import typer
 import yaml
 
 from marketsynth.cli.common import console, err_console, stage_display
+from marketsynth.cli.options import data_source_options
 from marketsynth.config import Settings, load_settings
+from marketsynth.data.load import label_of
 from marketsynth.errors import ConfigError
 from marketsynth.models.capabilities import Conditional, Temperature
 from marketsynth.models.registry import DEFAULT_MODEL, MODELS, model_names, models_with
@@ -34,15 +36,10 @@ def register(app: typer.Typer) -> None:
     app.command("generate")(generate)
 
 
+@data_source_options()
 def train(
+    source=None,
     model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP + " Default: the config file's model.name."),
-    csv: Path = typer.Option(None, "--csv", help="Train on a candle file (CSV or Parquet; Binance/Bybit/generic)."),
-    symbol: str = typer.Option(None, "--symbol", "-s", help="Train on stored candles of this symbol..."),
-    interval: str = typer.Option(None, "--interval", "-i", help="...at this interval, e.g. 1h."),
-    exchange: str = typer.Option(None, "--exchange", "-e", help="Which exchange's candles (when several)."),
-    store: str = typer.Option(None, "--store", help="DuckDB file or postgresql:// URL (default marketsynth.duckdb)."),
-    start: str = typer.Option(None, "--start", help="First bar time, inclusive (UTC), e.g. 2021-01-01."),
-    end: str = typer.Option(None, "--end", help="Last bar time, exclusive (UTC)."),
     config: Path = typer.Option(None, "--config", "-c", help="marketsynth.yaml; options given here override it."),
     seq_len: int = typer.Option(None, "--seq-len", min=2, help="Bars per training window (default: 24)."),
     epochs: int = typer.Option(None, "--epochs", min=1, help=EPOCHS_HELP),
@@ -82,12 +79,11 @@ def train(
     model_config = _model_config(settings, seq_len=seq_len, latent_dim=latent_dim, batch_size=batch_size,
                                  gen_lr=gen_lr, disc_lr=disc_lr, options=option or [])
     ts = settings.training
-    source_name = symbol.upper() if symbol else (csv.name.split(".")[0] if csv else "data")
-    out = out or Path(ts.out) / f"{name.lower()}-{source_name}"
+    source_name = label_of(source).split()[-2] if hasattr(source, "symbol") else label_of(source).split(".")[0]
+    out = out or Path(ts.out) / f"{name.lower()}-{source_name.replace(' ', '-')}"
     with one_line_warnings(), stage_display() as progress:
         result = api.train(
-            name, csv=csv, symbol=symbol, interval=interval, exchange=exchange, store=store, start=start, end=end,
-            representation=representation or settings.model.representation, config=model_config,
+            name, source=source, representation=representation or settings.model.representation, config=model_config,
             epochs=epochs or (ts.epochs if "epochs" in ts.model_fields_set else None),
             seed=ts.seed if seed is None else seed, device=device or ts.device,
             out=out, checkpoint_every=checkpoint_every or ts.checkpoint_every, resume=resume,
@@ -98,7 +94,7 @@ def train(
     rows = result.history.rows
     how = f"{rows[-1].get('epoch', len(rows)) if rows else 0} epoch(s)" if result.model.iterative else "one fit"
     console.print(f"trained {result.model.name}: {how} on {result.items} from "
-                  f"{result.source.get('file') or source_name}")
+                  f"{result.source.get('path') or label_of(source)}")
     losses = "  ".join(f"{k} {v:.4g}" for k, v in result.final_losses.items() if isinstance(v, int | float))
     console.print(f"final: {losses}")
     if isinstance(result.model, Conditional):
