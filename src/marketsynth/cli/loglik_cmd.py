@@ -16,6 +16,8 @@ import pandas as pd
 import typer
 
 from marketsynth.cli.common import console
+from marketsynth.cli.options import data_source_options
+from marketsynth.data.load import load
 from marketsynth.errors import ConfigError, ModelError
 from marketsynth.models.capabilities import Likelihood
 from marketsynth.models.registry import models_with
@@ -27,20 +29,16 @@ def register(app: typer.Typer) -> None:
     app.command("loglik")(loglik)
 
 
+@data_source_options()
 def loglik(
+    source=None,
     model: Path = typer.Option(..., "--model", "-m", help="Checkpoint directory of a model with exact likelihood ("
                                + ", ".join(models_with(Likelihood)) + ")."),
-    csv: Path = typer.Option(None, "--csv", help="Score a candle file (CSV or Parquet; Binance/Bybit/generic)."),
-    symbol: str = typer.Option(None, "--symbol", "-s", help="Score stored candles of this symbol..."),
-    interval: str = typer.Option(None, "--interval", "-i", help="...at this interval, e.g. 1h."),
-    exchange: str = typer.Option(None, "--exchange", "-e", help="Which exchange's candles (when several)."),
-    store: str = typer.Option(None, "--store", help="DuckDB file or postgresql:// URL (default marketsynth.duckdb)."),
-    start: str = typer.Option(None, "--start", help="First bar time, inclusive (UTC); 20 earlier bars are needed."),
-    end: str = typer.Option(None, "--end", help="Last bar time, exclusive (UTC)."),
     output: Path = typer.Option(..., "--output", "-o", help="FILE.csv or FILE.parquet (written atomically)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto."),
 ) -> None:
-    """Write time, loglik_nats and nll_bits_per_dim for every bar (after 20 bars of look-back)."""
+    """Write time, loglik_nats and nll_bits_per_dim for every bar (after 20 bars of look-back: --start must leave
+    20 earlier bars)."""
     from marketsynth import api
     from marketsynth.generation import write_output
 
@@ -50,11 +48,10 @@ def loglik(
         raise ConfigError(f"--output {output}: folder {output.parent} does not exist")
     require_exact_likelihood(model)
     checkpoint = api.load(model, device=device)
-    bars, source = api.load_bars(csv=csv, symbol=symbol, interval=interval, exchange=exchange, store=store,
-                                 start=start, end=end)
-    frame = loglik_frame(checkpoint.model, bars)
+    data = load(source)
+    frame = loglik_frame(checkpoint.model, data.bars)
     write_output(frame, output)
-    where = source.get("file") or source.get("symbol")
+    where = getattr(data.source, "path", None) or data.label
     console.print(f"wrote the log-likelihood of {len(frame)} bars of {where} under {checkpoint.model.name} to "
                   f"{output}: mean {frame['nll_bits_per_dim'].mean():.4f} bits/dim (NLL)")
     worst = frame.nsmallest(min(_SHOW_LEAST_LIKELY, len(frame)), "loglik_nats")

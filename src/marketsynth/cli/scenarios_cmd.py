@@ -10,6 +10,8 @@ import typer
 from rich.table import Table
 
 from marketsynth.cli.common import console, progress_bar, split_list
+from marketsynth.cli.options import data_source_options
+from marketsynth.data.load import load
 from marketsynth.errors import ConfigError
 from marketsynth.models.capabilities import Temperature
 from marketsynth.models.registry import models_with
@@ -23,7 +25,9 @@ def register(app: typer.Typer) -> None:
     app.command("scenarios")(scenarios)
 
 
+@data_source_options(required=False)
 def scenarios(
+    source=None,
     model: Path = typer.Option(..., "--model", "-m", help="Checkpoint directory written by 'marketsynth train'."),
     num: int = typer.Option(2000, "--num", "-n", help="Scenarios to simulate (at least 10)."),
     horizon: int = typer.Option(24, "--horizon", help="Bars per scenario; the return is close_H / start - 1."),
@@ -39,11 +43,6 @@ def scenarios(
     stress_temperatures: str = typer.Option(None, "--stress-temperatures",
                                             help="Temperatures of the stress table, comma-separated (default "
                                                  "1.0,1.5,2.0; only models with a temperature)."),
-    real: Path = typer.Option(None, "--real", help="Real candles to compare with (CSV or Parquet)..."),
-    symbol: str = typer.Option(None, "--symbol", "-s", help="...or stored candles of this symbol..."),
-    interval: str = typer.Option(None, "--interval", "-i", help="...at this interval, e.g. 1h."),
-    exchange: str = typer.Option(None, "--exchange", "-e", help="Which exchange's stored candles (when several)."),
-    store: str = typer.Option(None, "--store", help="DuckDB file or postgresql:// URL (default marketsynth.duckdb)."),
     json_path: Path = typer.Option(None, "--json", help="Also write every figure to this JSON file."),
     report: Path = typer.Option(None, "--report", help="Also write an HTML report (fan chart, loss histogram)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto."),
@@ -52,7 +51,8 @@ def scenarios(
 ) -> None:
     """Simulate scenarios of HORIZON bars and report VaR/CVaR (95%, 99%), the P&L distribution and a stress table.
 
-    Real data for comparison: --real FILE or --symbol/--interval, else the data the checkpoint was trained on.
+    Real data for comparison: the data-source options (--csv/--real FILE, --symbol/--interval, --sample), else the
+    data the checkpoint was trained on.
     """
     from marketsynth import api
     from marketsynth.risk.real_data import training_bars
@@ -66,14 +66,11 @@ def scenarios(
             raise ConfigError(f"{option} {path}: give a {suffix} file in an existing folder")
     if threads < 0:
         raise ConfigError(f"--threads must be 0 (torch's default) or more, got {threads}")
-    if real is not None and symbol is not None:
-        raise ConfigError("compare with either --real FILE or --symbol/--interval, not both")
     checkpoint = api.load(model, device=device)
     regime_conditions(checkpoint.model, regime, 1)  # an unknown regime fails before any simulation
-    if real is not None or symbol is not None:
-        bars, source = api.load_bars(csv=real, symbol=symbol, interval=interval, exchange=exchange, store=store)
-        where = source.get("file") or f"{source.get('exchange')} {source.get('symbol')} {source.get('interval')}"
-        real_source = f"{where}, {len(bars)} bars"
+    if source is not None:
+        data = load(source)
+        bars, real_source = data.bars, f"{getattr(data.source, 'path', None) or data.label}, {len(data.bars)} bars"
     else:
         bars, real_source = training_bars(checkpoint.meta)
     steps = len(stress_settings(checkpoint.model, temperature, regime, temperatures))
