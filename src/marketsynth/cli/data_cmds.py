@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from marketsynth.cli.common import console, split_list, time_range
+from marketsynth.cli.options import store_option
 from marketsynth.data.io import read_bars_file, write_bars_file
 from marketsynth.data.resample import bucket_starts, check_resample, resample_bars
 from marketsynth.data.store import Store, open_store
@@ -17,7 +18,6 @@ from marketsynth.errors import ConfigError, DataError
 from marketsynth.timeframes import Timeframe, parse_timeframe
 
 data_app = typer.Typer(help="Check, import, export and resample stored candles.", no_args_is_help=True)
-STORE_HELP = "DuckDB file or postgresql:// URL (default marketsynth.duckdb)."
 
 
 def register(app: typer.Typer) -> None:
@@ -48,7 +48,7 @@ def resolve_exchange(db: Store, symbol: str, timeframe: Timeframe, exchange: str
 
 @data_app.command("check")
 def check(
-    store: str = typer.Option(None, "--store", help=STORE_HELP),
+    store: str = store_option(),
     symbol: str = typer.Option(None, "--symbol", "-s", help="Only these symbols (comma-separated)."),
     interval: str = typer.Option(
         None, "--interval", "-i", help="Only these intervals; with --file, the file's interval."
@@ -163,7 +163,7 @@ def import_file(
     symbol: str = typer.Option(..., "--symbol", "-s", help="Symbol to store the candles under."),
     interval: str = typer.Option(..., "--interval", "-i", help="The file's interval, e.g. 1h."),
     exchange: str = typer.Option("import", "--exchange", "-e", help="Exchange name to store them under."),
-    store: str = typer.Option(None, "--store", help=STORE_HELP),
+    store: str = store_option(),
 ) -> None:
     """Import candles from a file (idempotent: re-importing changes nothing)."""
     tf = parse_timeframe(interval)
@@ -205,7 +205,7 @@ def export(
     exchange: str = typer.Option(None, "--exchange", "-e", help="Needed only when several exchanges hold it."),
     start: str = typer.Option(None, "--start", help="Inclusive, UTC."),
     end: str = typer.Option(None, "--end", help="Exclusive, UTC."),
-    store: str = typer.Option(None, "--store", help=STORE_HELP),
+    store: str = store_option(),
 ) -> None:
     """Export candles with columns timestamp (ISO 8601 UTC), open, high, low, close, volume."""
     tf = parse_timeframe(interval)
@@ -225,7 +225,7 @@ def resample(
     source: str = typer.Option(..., "--from", help="Stored interval to aggregate, e.g. 15m."),
     targets: str = typer.Option(..., "--to", help="Target interval(s), comma-separated, e.g. 1h,4h,1d."),
     exchange: str = typer.Option(None, "--exchange", "-e"),
-    store: str = typer.Option(None, "--store", help=STORE_HELP),
+    store: str = store_option(),
 ) -> None:
     """Aggregate stored candles into larger timeframes (complete buckets only) and store them."""
     src = parse_timeframe(source)

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from marketsynth.cli.common import console, progress_bar, split_list, time_range
+from marketsynth.cli.options import store_option
 from marketsynth.config import load_settings
 from marketsynth.data.exchanges import EXCHANGES, get_source
 from marketsynth.data.io import write_bars_file
@@ -29,9 +30,7 @@ def register(app: typer.Typer) -> None:
         start: str = typer.Option(None, "--start", help="First open time, inclusive (UTC), e.g. 2021-01-01."),
         end: str = typer.Option(None, "--end", help="Last open time, exclusive (UTC); default: now."),
         category: str = typer.Option(None, "--category", help="Bybit market: linear | spot | inverse."),
-        store: str = typer.Option(
-            None, "--store", help="DuckDB file or postgresql:// URL (default marketsynth.duckdb)."
-        ),
+        store: str = store_option(),
         base_url: str = typer.Option(None, "--base-url", help="Override the exchange URL (testnet, local fake)."),
         output: Path = typer.Option(None, "--output", "-o", help="Also export the range to FILE.csv|.parquet."),
         config: Path = typer.Option(None, "--config", "-c", help="Fetch every symbol × timeframe of a config file."),

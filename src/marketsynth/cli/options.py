@@ -20,6 +20,12 @@ from marketsynth.data.load import DataSource, ExchangeSource, FileSource, Sample
 from marketsynth.errors import ConfigError
 
 WHERE = "--csv FILE, --sample NAME, or --symbol S --interval I"
+STORE_HELP = "DuckDB file or postgresql:// URL (default marketsynth.duckdb, or $MARKETSYNTH_STORE)."
+
+
+def store_option(**kwargs):
+    """The ``--store`` option every command that opens the store declares."""
+    return typer.Option(None, "--store", help=STORE_HELP, **kwargs)
 
 
 def _options(*, fetch_default: bool) -> dict[str, tuple[type, typing.Any]]:
@@ -37,8 +43,7 @@ def _options(*, fetch_default: bool) -> dict[str, tuple[type, typing.Any]]:
         "exchange": (str, typer.Option(None, "--exchange", "-e", help="bybit | binance (when several hold it; "
                                                                       "bybit when fetching).",
                                        rich_help_panel="Data")),
-        "store": (str, typer.Option(None, "--store", help="DuckDB file or postgresql:// URL (default "
-                                                          "marketsynth.duckdb).", rich_help_panel="Data")),
+        "store": (str, store_option(rich_help_panel="Data")),
         "start": (str, typer.Option(None, "--start", help="First bar, inclusive (UTC), e.g. 2023-01-01.",
                                     rich_help_panel="Data")),
         "end": (str, typer.Option(None, "--end", help="Last bar, exclusive (UTC).", rich_help_panel="Data")),
