@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pandas as pd
 
 from marketsynth.testing.fake_market import FakeMarket, Fault, Faults, MissingBars, Series, read_kline_csv
+from marketsynth.testing.fake_trading import TRADING_PATHS, FakeTrading, serve_trading
 from marketsynth.timeframes import TIMEFRAMES, Timeframe, to_ms
 
 BYBIT_KLINE, BYBIT_INSTRUMENTS = "/v5/market/kline", "/v5/market/instruments-info"
@@ -112,6 +113,7 @@ class FakeExchange:
         self.category = category
         self.instruments_page_size = instruments_page_size
         self.faults = Faults()
+        self.trading = FakeTrading(self.market, lambda: self.reported_now)  # signed order endpoints: fake_trading.py
         self.missing: MissingBars = self.market.missing
         self.host, self.port = host, port
         self.errors: list[str] = []  # bugs in the fake itself, answered as HTTP 500
@@ -360,7 +362,8 @@ class FakeExchange:
         limit = max(1, min(_int_param(params, "limit", 500, self._bybit_refusal), 1000, self.instruments_page_size))
         offset = _int_param(params, "cursor", 0, self._bybit_refusal)
         items = [
-            {"symbol": s, "contractType": "LinearPerpetual", "status": "Trading", **_coins(s, "Coin")}
+            {"symbol": s, "contractType": "LinearPerpetual", "status": "Trading", **_coins(s, "Coin"),
+             **self.trading.bybit_instrument_fields(s)}
             for s in symbols[offset : offset + limit]
         ]
         cursor = str(offset + limit) if offset + limit < len(symbols) else ""
@@ -431,7 +434,8 @@ class FakeExchange:
 
     def _binance_exchange_info(self, params: dict[str, str]) -> _Reply:
         symbols = [
-            {"symbol": s, "pair": s, "contractType": "PERPETUAL", "status": "TRADING", **_coins(s, "Asset")}
+            {"symbol": s, "pair": s, "contractType": "PERPETUAL", "status": "TRADING", **_coins(s, "Asset"),
+             **self.trading.binance_symbol_fields(s)}
             for s in self.listed
         ]
         limits = [
@@ -497,7 +501,15 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 30
     server: _Server
 
+    def do_POST(self) -> None:
+        serve_trading(self, "POST")
+
+    def do_DELETE(self) -> None:
+        serve_trading(self, "DELETE")
+
     def do_GET(self) -> None:
+        if urlsplit(self.path).path in TRADING_PATHS:
+            return serve_trading(self, "GET")
         fake = self.server.fake
         url = urlsplit(self.path)
         params = dict(parse_qsl(url.query, keep_blank_values=True))
