@@ -31,6 +31,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import marketsynth
+from marketsynth.data.io import recover_directory, replace_directory
 from marketsynth.errors import ModelError
 from marketsynth.models.base import GenerativeModel, History
 from marketsynth.models.registry import get_model_class
@@ -61,7 +62,7 @@ class Checkpoint:
 
 
 def is_checkpoint(path: str | Path) -> bool:
-    path = _recovered(Path(path))
+    path = recover_directory(Path(path))
     return (path / CONFIG).is_file()
 
 
@@ -70,7 +71,7 @@ def save_checkpoint(path: str | Path, model: GenerativeModel, *, representation=
                     history: History | None = None, training_state: dict[str, Any] | None = None,
                     epoch: int = 0) -> Path:
     """Write the checkpoint directory atomically; ``training_state`` = ``{"rng": {name: uint8 tensor}, ...}``."""
-    path = _recovered(Path(path))
+    path = recover_directory(Path(path))
     if path.exists() and not path.is_dir():
         raise ModelError(f"{path} is a file, not a checkpoint directory; choose another --out")
     if path.is_dir() and any(path.iterdir()) and not (path / CONFIG).is_file():
@@ -93,7 +94,7 @@ def save_checkpoint(path: str | Path, model: GenerativeModel, *, representation=
         _write_json(tmp / REPRESENTATION, representation.to_dict() if representation is not None else None)
         _write_json(tmp / META, _full_meta(meta, model))
         write_history(history, tmp / HISTORY)
-        _swap_in(tmp, path)
+        replace_directory(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -102,7 +103,7 @@ def save_checkpoint(path: str | Path, model: GenerativeModel, *, representation=
 
 def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> Checkpoint:
     """Rebuild the model (weights, extra state) and its representation; any problem is one ModelError line."""
-    path = _recovered(Path(path))
+    path = recover_directory(Path(path))
     config = read_config(path)
     cls = get_model_class(config["model"])
     try:
@@ -127,7 +128,7 @@ def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> 
 
 def read_config(path: str | Path) -> dict[str, Any]:
     """``config.json`` after checking the directory is a marketsynth checkpoint."""
-    path = _recovered(Path(path))
+    path = recover_directory(Path(path))
     if not path.exists():
         raise ModelError(f"checkpoint {path} not found; {_HINT}")
     if not path.is_dir():
@@ -148,7 +149,7 @@ def read_config(path: str | Path) -> dict[str, Any]:
 
 def restore_training_state(path: str | Path, model: GenerativeModel) -> dict[str, Any]:
     """Load weights and optimiser states into ``model`` for resuming; returns epoch, history rows and RNG states."""
-    path = _recovered(Path(path))
+    path = recover_directory(Path(path))
     config = read_config(path)
     if config["model"] != model.name or config.get("model_config") != json.loads(json.dumps(model.config.to_dict())):
         raise ModelError(f"{path} holds a {config['model']} checkpoint with another config; resume it with the "
@@ -184,24 +185,6 @@ def write_history(history: History | list[dict], path: str | Path) -> None:
 
 
 # ---- internals ---------------------------------------------------------------------------------------------
-def _recovered(path: Path) -> Path:
-    """Undo a swap interrupted between moving the old checkpoint aside and moving the new one in."""
-    backup = path.with_name(f".{path.name}.previous")
-    if not path.exists() and backup.is_dir():
-        os.rename(backup, path)
-    return path
-
-
-def _swap_in(tmp: Path, path: Path) -> None:
-    backup = path.with_name(f".{path.name}.previous")
-    if backup.exists():
-        shutil.rmtree(backup)
-    if path.exists():
-        os.rename(path, backup)
-    os.rename(tmp, path)
-    shutil.rmtree(backup, ignore_errors=True)
-
-
 def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=2, sort_keys=True, default=_json_default, allow_nan=True) + "\n")
 

@@ -192,10 +192,12 @@ def _first_line(exc: BaseException) -> str:
 
 
 def replace_directory(new: Path, old: Path) -> None:
-    """Put folder ``new`` where ``old`` is (or is not yet): ``old`` is renamed aside, ``new`` renamed in, the old
-    one removed. If the second rename fails the old folder is put back. Readers see the old folder or the new one."""
+    """Put folder ``new`` where ``old`` is (or is not yet): ``old`` is renamed aside (``.NAME.previous``), ``new``
+    renamed in, the old one removed. If the second rename fails the old folder is put back; a process killed between
+    the two renames leaves ``.NAME.previous``, which ``recover_directory`` puts back. Readers see the old folder or the
+    new one."""
     new, old = Path(new), Path(old)
-    backup = old.with_name(f".{old.name}.old")
+    backup = _backup_of(old)
     shutil.rmtree(backup, ignore_errors=True)
     moved = old.exists()
     if moved:
@@ -207,3 +209,16 @@ def replace_directory(new: Path, old: Path) -> None:
             os.rename(backup, old)
         raise
     shutil.rmtree(backup, ignore_errors=True)
+
+
+def recover_directory(path: Path) -> Path:
+    """Undo a ``replace_directory`` interrupted between moving the old folder aside and moving the new one in."""
+    path = Path(path)
+    backup = _backup_of(path)
+    if not path.exists() and backup.is_dir():
+        os.rename(backup, path)
+    return path
+
+
+def _backup_of(path: Path) -> Path:
+    return path.with_name(f".{path.name}.previous")
