@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from marketsynth.cli.common import console, progress_bar, split_list, time_range
+from marketsynth.cli.common import console, split_list, stage_display, time_range
 from marketsynth.cli.options import store_option
 from marketsynth.config import load_settings
 from marketsynth.data.exchanges import EXCHANGES, get_source
@@ -85,25 +85,19 @@ def register(app: typer.Typer) -> None:
 def _fetch_all(db, source, pairs, lo, hi, workers, recheck_gaps=False) -> list[SyncResult | FundingResult]:
     """Sync each (symbol, timeframe) pair, and (symbol, None) for funding rates, in a thread pool; one progress row
     each. The first error is raised after all finish."""
-    with progress_bar() as progress:
-        tasks = {pair: progress.add_task(f"{source.name} {pair[0]} {pair[1].name if pair[1] else 'funding'}",
-                                         total=None) for pair in pairs}
+    with stage_display() as progress:
+        stages = {pair: f"{source.name} {pair[0]} {pair[1].name if pair[1] else 'funding'}" for pair in pairs}
+        for stage in stages.values():  # one row per series, in order
+            progress.start(stage, None)
 
         def run(pair):
-            task = tasks[pair]
             if pair[1] is None:
-                return sync_funding(db, source, pair[0], lo, hi, on_rates=lambda n: progress.advance(task, n))
-            return sync_series(
-                db,
-                source,
-                pair[0],
-                pair[1],
-                lo,
-                hi,
-                on_plan=lambda total: progress.update(task, total=total),
-                on_bars=lambda n: progress.advance(task, n),
-                recheck_gaps=recheck_gaps,
-            )
+                result = sync_funding(db, source, pair[0], lo, hi, progress=progress, stage=stages[pair])
+            else:
+                result = sync_series(db, source, pair[0], pair[1], lo, hi, progress=progress, stage=stages[pair],
+                                     recheck_gaps=recheck_gaps)
+            progress.finish(stages[pair])
+            return result
 
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(pairs)))) as pool:
             futures = [pool.submit(run, pair) for pair in pairs]

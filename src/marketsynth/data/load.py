@@ -194,8 +194,7 @@ def _from_exchange(source: ExchangeSource, progress: Progress):
     try:
         with exchange, open_store(source.store) as db:
             sync_series(db, exchange, source.symbol, tf, source.start, source.end,
-                        on_plan=lambda n: progress.advance("fetch", 0, total=n),
-                        on_bars=lambda n: progress.advance("fetch", n))
+                        progress=progress, stage="fetch")
             bars = db.read_bars(exchange.name, source.symbol, tf, source.start, source.end)
             url = db.url
     except ExchangeUnreachableError as exc:

@@ -17,7 +17,6 @@ synced is asked for, page by page.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -27,6 +26,7 @@ from marketsynth.data.exchanges.base import KlinePage
 from marketsynth.data.store import Gap, Store, find_gaps
 from marketsynth.data.validate import drop_unusable
 from marketsynth.errors import ConfigError
+from marketsynth.progress import Progress, or_silent
 from marketsynth.timeframes import Timeframe, parse_timeframe, to_utc
 
 #: Funding rates are published at the funding time; an answer this soon after it may not hold it yet.
@@ -79,14 +79,16 @@ def plan_sync(store: Store, exchange: str, symbol: str, timeframe: Timeframe | s
 
 
 def sync_series(store: Store, source: ExchangeSource, symbol: str, timeframe: Timeframe | str, start, end,
-                *, now: pd.Timestamp | None = None, on_bars: Callable[[int], None] | None = None,
-                on_plan: Callable[[int], None] | None = None, recheck_gaps: bool = False) -> SyncResult:
+                *, now: pd.Timestamp | None = None, progress: Progress | None = None, stage: str = "fetch",
+                recheck_gaps: bool = False) -> SyncResult:
     """Bring one symbol × timeframe up to date over [start, end).
 
     ``recheck_gaps`` asks the exchange again for the known gaps inside the range (and stores what comes back); they
     are forgotten first, so a re-check cut short simply asks again next time.
-    ``on_plan(total_bars)`` is called once with the number of bars to fetch, ``on_bars(n)`` as bars are settled.
+    ``progress`` hears of it as ``stage``: its total (the bars to fetch) once planned, then the bars as they are
+    settled (stored, or recorded as missing).
     """
+    progress = or_silent(progress)
     tf = parse_timeframe(timeframe)
     symbol = symbol.upper()
     now = to_utc(now) if now is not None else pd.Timestamp.now(tz="UTC")
@@ -100,8 +102,7 @@ def sync_series(store: Store, source: ExchangeSource, symbol: str, timeframe: Ti
     settled = tf.floor(now) - tf.delta
     result = SyncResult(source.name, symbol, tf.name, start, end, planned_bars=sum(g.bars for g in plan),
                         rechecked_bars=rechecked, ranges=plan)
-    if on_plan:
-        on_plan(result.planned_bars)
+    progress.advance(stage, 0, total=result.planned_bars)
     for gap in plan:
         lacking: list[tuple[Gap, str]] = []
         for page in source.fetch_pages(symbol, tf, gap.start, gap.end, now=now):
@@ -109,8 +110,7 @@ def sync_series(store: Store, source: ExchangeSource, symbol: str, timeframe: Ti
             result.stored_bars += store.write_bars(source.name, symbol, tf, bars)
             absent = _absent_runs(page, tf, settled)
             lacking += [(run, _reason(source, page)) for run in absent]
-            if on_bars:
-                on_bars(len(bars) + sum(run.bars for run in absent))
+            progress.advance(stage, len(bars) + sum(run.bars for run in absent))
         for reason, ranges in _merged(lacking).items():
             store.record_missing(source.name, symbol, tf, ranges, reason=reason)
         result.missing_bars += sum(run.bars for run, _ in lacking)
@@ -119,7 +119,8 @@ def sync_series(store: Store, source: ExchangeSource, symbol: str, timeframe: Ti
 
 
 def sync_funding(store: Store, source: ExchangeSource, symbol: str, start, end, *,
-                 now: pd.Timestamp | None = None, on_rates: Callable[[int], None] | None = None) -> FundingResult:
+                 now: pd.Timestamp | None = None, progress: Progress | None = None,
+                 stage: str = "funding") -> FundingResult:
     """Bring the funding rates of one perpetual up to date over [start, end) (only what was never synced).
 
     The synced range stays one contiguous stretch: a request disjoint from it also fetches the stretch between.
@@ -146,8 +147,7 @@ def sync_funding(store: Store, source: ExchangeSource, symbol: str, start, end, 
         for page in source.fetch_funding(symbol, piece_lo, piece_hi, now=now):
             result.stored_rates += store.write_funding(source.name, symbol, page.rates)
             published = min(published, page.clock.closed_by - FUNDING_PUBLISH_DELAY)
-            if on_rates:
-                on_rates(len(page.rates))
+            or_silent(progress).advance(stage, len(page.rates))
         if published < piece_hi:  # the exchange's clock is behind: the rest is asked again next time
             hi = max(published, piece_lo) if piece_hi == hi else hi
     if hi > lo:
