@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from marketsynth.cli.common import console, progress_bar, split_list
+from marketsynth.cli.common import console, split_list, stage_display
 from marketsynth.cli.options import data_source_options
 from marketsynth.data.load import load
 from marketsynth.errors import ConfigError
@@ -56,7 +56,7 @@ def scenarios(
     """
     from marketsynth import api
     from marketsynth.risk.real_data import training_bars
-    from marketsynth.risk.scenarios import analyse, check_settings, regime_conditions, stress_settings
+    from marketsynth.risk.scenarios import analyse, check_settings, regime_conditions
 
     temperatures = _floats(stress_temperatures) if stress_temperatures is not None else None
     check_settings(num=num, horizon=horizon, temperature=temperature, position=position, threshold=threshold,
@@ -73,13 +73,12 @@ def scenarios(
         bars, real_source = data.bars, f"{getattr(data.source, 'path', None) or data.label}, {len(data.bars)} bars"
     else:
         bars, real_source = training_bars(checkpoint.meta)
-    steps = len(stress_settings(checkpoint.model, temperature, regime, temperatures))
-    with progress_bar(transient=True) as progress:
-        task = progress.add_task("scenarios", total=steps)
+    with stage_display() as progress:
         analysis = analyse(checkpoint, num=num, horizon=horizon, temperature=temperature, regime=regime,
                            position=position, threshold=threshold, seed=seed, stress_temperatures=temperatures,
                            real_bars=bars, real_source=real_source, threads=threads,
-                           on_step=lambda label: progress.advance(task))
+                           progress=progress)
+        progress.finish("scenarios", "")
     _print(analysis)
     if json_path is not None:
         json_path.write_text(json.dumps(analysis.to_dict(), indent=2) + "\n")

@@ -30,7 +30,7 @@ real closes that spans no time gap.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,7 @@ from marketsynth.compute import torch_threads
 from marketsynth.errors import ConfigError, MarketSynthError, ModelError
 from marketsynth.generation import regime_conditions, sample_paths  # shared with 'generate': the same rules
 from marketsynth.models.capabilities import Conditional, Temperature
+from marketsynth.progress import Progress, or_silent
 from marketsynth.risk.measures import (
     LEVELS,
     PERCENTILES,
@@ -231,11 +232,12 @@ def analyse(checkpoint, *, num: int = 2000, horizon: int = 24, temperature: floa
             regime: str | None = None, position: float = 1.0, threshold: float = 0.1, seed: int = 0,
             stress_temperatures: Sequence[float] | None = None, real_bars: pd.DataFrame | None = None,
             real_source: str = "", threads: int | None = None,
-            on_step: Callable[[str], None] | None = None) -> ScenarioAnalysis:
+            progress: Progress | None = None) -> ScenarioAnalysis:
     """Simulate the base scenarios and every stress setting (same seed), and summarise them.
 
     ``temperature`` (default 1) and ``stress_temperatures`` (default ``STRESS_TEMPERATURES``) apply only to
-    ``Temperature`` models; any other model refuses them in one line that says what it offers instead."""
+    ``Temperature`` models; any other model refuses them in one line that says what it offers instead.
+    ``progress`` hears of the ``scenarios`` stage, one step per stress setting."""
     check_settings(num=num, horizon=horizon, temperature=temperature, position=position, threshold=threshold,
                    stress_temperatures=stress_temperatures)
     model = checkpoint.model
@@ -248,6 +250,8 @@ def analyse(checkpoint, *, num: int = 2000, horizon: int = 24, temperature: floa
     if isinstance(model, Conditional) and regime != STRESS_REGIME and crash_problem(model) is not None:
         notes.append(f"no {STRESS_REGIME} stress row: {crash_problem(model)}")
     stress, base_paths = [], None
+    progress = or_silent(progress)
+    progress.start("scenarios", len(settings), "")
     for temp, reg in settings:
         paths = simulate_paths(checkpoint, num, horizon, temperature=temp, regime=reg, seed=seed,
                                threads=threads) * position
@@ -256,8 +260,7 @@ def analyse(checkpoint, *, num: int = 2000, horizon: int = 24, temperature: floa
         stress.append(summarize(paths[:, -1], label=_label(temp, reg, base=is_base), threshold=threshold,
                                 temperature=temp, regime=reg))
         stress[-1].changes = _changes(model, (temp, reg), base_setting)
-        if on_step is not None:
-            on_step(stress[-1].label)
+        progress.advance("scenarios", 1, stress[-1].label)
     base = next(row for row in stress if (row.temperature, row.regime) == base_setting)
     for row in stress:
         if row is not base and _is_stress((row.temperature, row.regime), base_setting) and _less_risk(row, base):
