@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from marketsynth import progress as protocol
 from marketsynth.errors import ConfigError
@@ -26,24 +26,6 @@ class CliState:
 
 
 state = CliState()
-
-
-def progress_bar(*extra_columns, transient: bool = False) -> Progress:
-    """The one progress display: description, bar, done/total, elapsed, remaining (+ live fields).
-
-    Drawn on stderr so stdout stays clean for tables and data; hidden when MARKETSYNTH_NO_PROGRESS is set.
-    """
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        *extra_columns,
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=transient,
-        disable=bool(os.environ.get("MARKETSYNTH_NO_PROGRESS")),
-    )
 
 
 def parse_time_option(value: str | None, option: str) -> pd.Timestamp | None:
