@@ -13,13 +13,12 @@ string (GET) or raw body (POST) (else 10004, whose message quotes the signed tex
 query string + body without it (else −1022), ``timestamp < serverTime + 1000`` and ``serverTime - timestamp <=
 recvWindow`` (else −1021). The server time is the fake's clock (``FakeExchange.reported_now``).
 
-**The account** (``FakeAccount``, one per exchange, USDT, one-way mode, cross margin at ``leverage``) fills market
-orders at once, in full, at the fake's current price — the open of the base candle containing the market clock
-``now`` — and charges the taker fee. An order that grows or flips a position is refused when the equity after
-it would not cover the initial margin of every position (Bybit 110007, Binance −2019); a reduce-only order that
-would not shrink the position (none, same side, or larger than it) is refused (Bybit 110017, Binance −2022).
-Bybit refuses an ``orderLinkId`` it has ever seen (110072, also after a fill); Binance refuses a
-``newClientOrderId`` only while an open order has it (−4116). Refused orders are not kept.
+**The account** (``fake_account.FakeAccount``, one per exchange) fills market orders at once, in full, at the
+fake's current price — the open of the base candle containing the market clock ``now`` — and charges the taker
+fee; it refuses orders without margin (Bybit 110007, Binance −2019) and reduce-only orders that would not shrink
+the position (Bybit 110017, Binance −2022). Bybit refuses an ``orderLinkId`` it has ever seen (110072, also after
+a fill); Binance refuses a ``newClientOrderId`` only while an open order has it (−4116). Refused orders are not
+kept.
 
 **Faults** (``fake.trading.faults.add(kind, times=1, on="place")``), first added first used, on order placement
 (``on="place"``), lookups (``"query"``: every GET), cancels (``"cancel"``) or any of them (``"any"``):
@@ -28,8 +27,9 @@ sees a dropped connection, no socket wait), ``unknown_after_store`` (carried out
 "Unknown error, please check your request or try again later." / Bybit's retCode 10016), ``500``/``502``/``503``
 (nothing carried out), ``429`` (Binance −1015 with ``Retry-After``; Bybit HTTP 429 with its limit headers),
 ``10006`` (Bybit retCode 10006 with ``X-Bapi-Limit-Status: 0`` and ``X-Bapi-Limit-Reset-Timestamp``; a 429 on
-Binance), ``duplicate`` (Bybit 110072 / Binance −4116 without storing) and ``unfilled`` (the order is kept open,
-unfilled, until ``fill_open_orders`` or a cancel).
+Binance), ``duplicate`` (Bybit 110072 / Binance −4116 without storing), ``unfilled`` (the order is kept open,
+unfilled, until ``fill_open_orders`` or a cancel) and, for lookups, ``not_visible`` (an order lookup answers as if
+there were no such order: an exchange whose order views lag behind its matching engine).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pandas as pd
 
+from marketsynth.testing.fake_account import OPEN, FakeAccount, FakeOrder, Rules
 from marketsynth.testing.fake_market import FakeMarket
 from marketsynth.timeframes import to_ms
 
@@ -58,13 +59,12 @@ BINANCE_POSITIONS, BINANCE_BALANCE = "/fapi/v2/positionRisk", "/fapi/v2/balance"
 TRADING_PATHS = frozenset({BYBIT_CREATE, BYBIT_CANCEL, BYBIT_REALTIME, BYBIT_HISTORY, BYBIT_POSITIONS, BYBIT_WALLET,
                            BINANCE_ORDER, BINANCE_TRADES, BINANCE_POSITIONS, BINANCE_BALANCE})
 TRADING_FAULT_KINDS = ("timeout_after_store", "unknown_after_store", "500", "502", "503", "429", "10006",
-                       "duplicate", "unfilled")
+                       "duplicate", "unfilled", "not_visible")
 FAULT_TARGETS = ("place", "query", "cancel", "any")
 TAKER_FEE = {"bybit": 0.00055, "binance": 0.0005}
 BINANCE_UNKNOWN = "Unknown error, please check your request or try again later."
 BYBIT_LINK_ID = re.compile(r"[A-Za-z0-9_-]{1,36}")
 BINANCE_CLIENT_ID = re.compile(r"[.A-Z:/a-z0-9_-]{1,36}")
-OPEN = ("NEW", "PARTIALLY_FILLED")
 BYBIT_STATUS = {"NEW": "New", "PARTIALLY_FILLED": "PartiallyFilled", "FILLED": "Filled", "CANCELED": "Cancelled"}
 
 
@@ -87,35 +87,6 @@ class TradingRequest:
     status: int
     code: int
     fault: str | None = None
-
-
-@dataclass(frozen=True)
-class Rules:
-    """A symbol's lot size and tick, served in instruments-info / exchangeInfo and enforced on orders."""
-
-    qty_step: Decimal = Decimal("0.001")
-    min_qty: Decimal = Decimal("0.001")
-    max_qty: Decimal = Decimal("1000")
-    max_market_qty: Decimal = Decimal("120")
-    tick_size: Decimal = Decimal("0.1")
-
-
-@dataclass
-class FakeOrder:
-    venue: str
-    order_id: int
-    client_id: str
-    symbol: str
-    side: str  # "buy" | "sell"
-    quantity: Decimal
-    reduce_only: bool
-    status: str  # Binance's words: NEW, PARTIALLY_FILLED, FILLED, CANCELED
-    created_ms: int
-    updated_ms: int
-    filled: Decimal = Decimal(0)
-    average_price: float = 0.0
-    fee: float = 0.0
-    realized_pnl: float = 0.0
 
 
 @dataclass
@@ -170,68 +141,6 @@ class _Refusal(Exception):
     def __init__(self, code: int, message: str, status: int = 200):
         super().__init__(message)
         self.code, self.message, self.status = code, message, status
-
-
-class FakeAccount:
-    """A USDT-margined account in one-way mode: wallet, positions (signed base units, entry price), orders."""
-
-    def __init__(self, venue: str, balance: float, leverage: float):
-        self.venue = venue
-        self.wallet = float(balance)
-        self.leverage = float(leverage)
-        self.positions: dict[str, tuple[Decimal, float]] = {}
-        self.orders: list[FakeOrder] = []
-        self.next_id = 1000
-
-    def position(self, symbol: str) -> float:
-        return float(self.positions.get(symbol, (Decimal(0), 0.0))[0])
-
-    def unrealised(self, symbol: str, price: float | None) -> float:
-        quantity, entry = self.positions.get(symbol, (Decimal(0), 0.0))
-        return 0.0 if price is None else (price - entry) * float(quantity)
-
-    def margin(self, prices: dict[str, float | None]) -> tuple[float, float]:
-        """(equity, initial margin of every position), marking positions at ``prices``."""
-        equity = self.wallet + sum(self.unrealised(s, prices.get(s)) for s in self.positions)
-        initial = sum(abs(float(q)) * (prices.get(s) or e) / self.leverage for s, (q, e) in self.positions.items())
-        return equity, initial
-
-    def check(self, symbol: str, delta: Decimal, reduce_only: bool, price: float, fee_rate: float,
-              prices: dict[str, float | None]) -> str | None:
-        """Why an order of ``delta`` (signed) at ``price`` is refused: "reduce_only", "margin" or None."""
-        current = self.positions.get(symbol, (Decimal(0), 0.0))[0]
-        after = current + delta
-        reduces = current != 0 and (current > 0) != (delta > 0) and abs(delta) <= abs(current)
-        if reduce_only and not reduces:
-            return "reduce_only"
-        if reduces:
-            return None
-        equity, initial = self.margin(prices)
-        fee = abs(float(delta)) * price * fee_rate
-        initial_after = initial + (abs(float(after)) - abs(float(current))) * price / self.leverage
-        return "margin" if equity - fee < initial_after else None
-
-    def fill(self, order: FakeOrder, price: float, fee_rate: float, now_ms: int) -> None:
-        delta = order.quantity if order.side == "buy" else -order.quantity
-        current, entry = self.positions.get(order.symbol, (Decimal(0), 0.0))
-        fee = float(order.quantity) * price * fee_rate
-        realized = 0.0
-        if current and (current > 0) != (delta > 0):  # reduces, closes or flips
-            closed = min(abs(current), abs(delta))
-            realized = (price - entry) * float(closed) * (1 if current > 0 else -1)
-        after = current + delta
-        if after == 0:
-            self.positions.pop(order.symbol, None)
-        elif current == 0 or (current > 0) != (after > 0):
-            self.positions[order.symbol] = (after, price)
-        elif abs(after) > abs(current):
-            self.positions[order.symbol] = (after, (entry * float(abs(current)) + price * float(abs(delta)))
-                                            / float(abs(after)))
-        else:
-            self.positions[order.symbol] = (after, entry)
-        self.wallet += realized - fee
-        order.status, order.filled, order.average_price = "FILLED", order.quantity, price
-        order.fee, order.realized_pnl, order.updated_ms = fee, realized, now_ms
 
 
 class FakeTrading:
@@ -331,10 +240,15 @@ class FakeTrading:
                     params = self._binance_auth(query, headers, text)
                 fault = self.faults.take(target)
                 passed_on = ("timeout_after_store", "unknown_after_store", "unfilled") + (
-                    ("duplicate",) if target == "place" else ())
+                    ("duplicate",) if target == "place" else ("not_visible",) if target == "query" else ())
                 if fault is not None and fault.kind not in passed_on:
                     return self._recorded(venue, method, path, self._fault_reply(fault, venue), fault.kind)
-                result = self._route(venue, method, path, params, fault)
+                if fault is not None and fault.kind == "not_visible" and path in (BYBIT_REALTIME, BYBIT_HISTORY):
+                    result = {"category": "linear", "list": [], "nextPageCursor": ""}
+                elif fault is not None and fault.kind == "not_visible" and path == BINANCE_ORDER:
+                    raise _Refusal(-2013, "Order does not exist.", 400)
+                else:
+                    result = self._route(venue, method, path, params, fault)
                 reply = self._ok(venue, result)
             except _Refusal as refusal:
                 reply = self._error(venue, refusal)
