@@ -262,7 +262,7 @@ def signal_frame(target: np.ndarray, confidence: np.ndarray | None = None, index
     """A ``signals`` result: float64 ``target`` and ``confidence`` (NaN where there is none)."""
     target = np.asarray(target, dtype="float64")
     conf = np.full(len(target), np.nan) if confidence is None else np.asarray(confidence, dtype="float64")
-    return pd.DataFrame({"target": target, "confidence": conf}, index=index)
+    return pd.DataFrame({"target": target, "confidence": conf}, index=index, copy=False)
 
 
 def assert_causal(strategy: Strategy, bars: pd.DataFrame, cuts: list[int] | None = None) -> None:

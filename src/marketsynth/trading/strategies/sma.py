@@ -54,66 +54,59 @@ class SmaCrossover(Strategy):
         fast = (sums[self.fast:] - sums[: n + 1 - self.fast]) / self.fast  # fast[j] is the SMA at bar j + fast - 1
         slow = (sums[self.slow:] - sums[: n + 1 - self.slow]) / self.slow
         fast = fast[self.slow - self.fast:]  # both now start at bar slow - 1
-        side = np.where(fast > slow, 1.0, np.where(fast < slow, -1.0, 0.0))
-        side = _carry_forward_nonzero(side)
+        side = np.sign(fast - slow)
+        if not side.all():  # equal averages keep the previous side
+            side = _carry_forward_nonzero(side)
         crossed = (side[1:] != side[:-1]) & (side[:-1] != 0)  # a change of side: bar slow and later
-        if not crossed.any():
+        first = int(crossed.argmax())
+        if not crossed[first]:
             return signal_frame(target)
-        first = int(np.flatnonzero(crossed)[0]) + 1  # index into side; bar = first + slow - 1
-        low = -1.0 if self.allow_short else 0.0
-        target[first + self.slow - 1:] = np.where(side[first:] > 0, 1.0, low)
+        first += 1  # index into side; bar = first + slow - 1
+        short = -1.0 if self.allow_short else 0.0
+        target[first + self.slow - 1:] = np.where(side[first:] > 0, 1.0, short)
         return signal_frame(target)
 
     # ------------------------------------------------------------------------------------------ event
 
     def _reset(self) -> None:
         self._count = 0  # bars seen
-        self._base = 0.0
-        self._sum = 0.0
-        self._ring = [0.0] * (self.slow + 1)  # S[i - k] for k <= slow; ring[(i + 1) % (slow + 1)] is S[i]
-        self._side = 0.0
-        self._crossed = False
+        self._advance = _stepper(self.fast, self.slow, _SHORT if self.allow_short else _FLAT)
 
     def on_bar(self, history: History) -> Signal:
-        n = len(history)
-        if n != self._count + 1:
-            self._catch_up(history)
-            return self._signal()
-        price = history.close[-1]
-        self._step(price)
-        return self._signal()
-
-    def _catch_up(self, history: History) -> None:
-        """Rebuild the state from the whole history (first call, or a history that is not the next bar)."""
-        self._reset()
         close = history.close
-        self._base = float(close[0]) if len(close) else 0.0
-        for price in close:
-            self._step(price)
-
-    def _step(self, price: float) -> None:
-        if self._count == 0:
-            self._base = float(price)
-        ring, size = self._ring, self.slow + 1
-        self._sum += price - self._base
+        if len(close) != self._count + 1:  # first call, or a different history: rebuild from all of it
+            self._reset()
+            for price in close[:-1].tolist():
+                self._advance(price)
+            self._count = len(close) - 1
         self._count += 1
-        i = self._count  # S index shifted by one: ring[i % size] holds S[i - 1]
-        ring[i % size] = self._sum
-        if i < self.slow:
-            return
-        fast = (self._sum - ring[(i - self.fast) % size]) / self.fast
-        slow = (self._sum - ring[(i - self.slow) % size]) / self.slow
-        side = 1.0 if fast > slow else (-1.0 if fast < slow else self._side)
-        if side != self._side and self._side != 0.0:
-            self._crossed = True
-        self._side = side
+        return self._advance(float(close[-1]))
 
-    def _signal(self) -> Signal:
-        if not self._crossed:
-            return _FLAT
-        if self._side > 0:
-            return _LONG
-        return _SHORT if self.allow_short else _FLAT
+
+def _stepper(fast: int, slow: int, below: Signal):
+    """The incremental state as a closure (cheaper than attributes): takes the next close, returns the target."""
+    size = slow + 1
+    ring = [0.0] * size  # ring[(i + 1) % size] holds S[i]; ring[0] starts as S[-1] = 0
+    count, base, total, side, signal = 0, 0.0, 0.0, 0.0, _FLAT
+
+    def advance(price: float) -> Signal:
+        nonlocal count, base, total, side, signal
+        if count == 0:
+            base = price
+        total += price - base
+        count += 1
+        ring[count % size] = total
+        if count >= slow:
+            f = (total - ring[(count - fast) % size]) / fast
+            s = (total - ring[(count - slow) % size]) / slow
+            now = 1.0 if f > s else (-1.0 if f < s else side)
+            if now != side:
+                if side != 0.0:  # a cross (the first known side is not one)
+                    signal = _LONG if now > 0 else below
+                side = now
+        return signal
+
+    return advance
 
 
 def _carry_forward_nonzero(side: np.ndarray) -> np.ndarray:
