@@ -353,6 +353,22 @@ def test_bybit_refuses_the_resend_of_a_stored_order_a_lagging_lookup_missed(venu
     assert len(fake.trading.orders(venue)) == 1 and fake.trading.position(venue, "BTCUSDT") == pytest.approx(QTY)
 
 
+def test_a_refused_resend_is_looked_up_again(venue, fake, make_broker):
+    """A reduce-only close whose reply is lost while the lookup lags: the resend is refused (Bybit: the id is
+    known; Binance: nothing left to reduce), and the final lookup finds the close that landed."""
+    broker = make_broker(venue)
+    broker.place(order(client_order_id("s", "BTCUSDT", "2023-06-29", 1)))
+    close = order(side="sell", reduce_only=True)
+    fake.trading.faults.add("timeout_after_store")
+    # Bybit's lookup reads /v5/order/realtime and /v5/order/history; Binance looks before sending and after
+    fake.trading.faults.add("not_visible", times=2, on="query")
+    state = broker.place(close)
+    assert state.status == "filled" and state.client_id == close.client_id
+    refusal = {"bybit": 110072, "binance": CODES["reduce_only"]["binance"]}[venue]
+    assert [r.code for r in placements(fake, venue)][-2:] == [0, refusal]
+    assert fake.trading.position(venue, "BTCUSDT") == 0 and len(fake.trading.orders(venue)) == 2
+
+
 def test_an_unlisted_symbol_is_named_and_nothing_is_sent(venue, fake, make_broker):
     with pytest.raises(ExchangeError, match="does not list symbol 'ETHUSDT'"):
         make_broker(venue).place(OrderRequest("ms-1", "ETHUSDT", "buy", 1.0))

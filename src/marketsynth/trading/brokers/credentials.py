@@ -57,7 +57,8 @@ class Credentials:
         return text
 
     def __repr__(self) -> str:
-        return f"Credentials({self.exchange}, key ...{self._key[-4:]}, secret ***, from {self.source})"
+        key = f"...{self._key[-4:]}" if len(self._key) >= 12 else "***"
+        return f"Credentials({self.exchange}, key {key}, secret ***, from {self.source})"
 
     __str__ = __repr__
 

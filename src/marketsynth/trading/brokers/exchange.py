@@ -16,7 +16,8 @@ leaves it open whether the order exists (a timeout or dropped connection after s
 exchange refuses it, so it cannot land late), then looks the order up by its client id: found, its state is the
 answer; not found, it is sent once more with the same id; still unsure after that, ``OrderStateUnknown``. A
 duplicate-id refusal (Bybit 110072, Binance −4116) means the order exists: it is looked up and returned. Once
-the exchange has acknowledged an order, ``place`` returns its state and does not raise.
+the exchange has acknowledged an order, ``place`` returns its state and does not raise; a refused resend is
+looked up once more too, since the refusal says nothing about the first send.
 """
 
 from __future__ import annotations
@@ -177,6 +178,15 @@ class ExchangeBroker(Broker):
                                                  f"tries: {exc}", retry_after=exc.retry_after) from None
                 refused += 1
                 self._wait(self.retry.delay(refused, exc.retry_after))
+            except OrderRejected as exc:
+                if not unsure:
+                    raise
+                found = self._settle(order, exc)  # the refused resend says nothing about the first send
+                if found is None:
+                    raise
+                log.warning("%s order %s: the resend was refused (%s); the first send had landed (%s)", self.name,
+                            cid, exc, found.status)
+                return found
             except DuplicateId as exc:
                 found = self._settle(order, exc)
                 if found is None:
