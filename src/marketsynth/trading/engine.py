@@ -70,7 +70,8 @@ class BacktestResult:
       (paid; negative = received), ``pnl`` (after fees and funding), ``return`` (pnl over the margin committed,
       ``quantity × entry_price / leverage``: the return on notional at leverage 1), ``exit_reason`` (signal,
       stop_loss, take_profit, liquidation, end).
-    - ``equity``: one row per bar: ``time, price`` (close), ``target`` and ``confidence`` (the strategy's),
+    - ``equity``: one row per bar: ``time, price`` (close), ``target`` and ``confidence`` (the strategy's; NaN
+      from the bar the account was wiped out),
       ``position`` (signed units after the bar), ``cash`` (wallet balance: capital plus realized P&L, fees and
       funding; the isolated margin is part of it), ``equity`` (cash plus unrealized P&L at the close),
       ``exposure`` (position × price / equity; leverage shows as |exposure| > 1).
@@ -230,13 +231,17 @@ def _signal_arrays(table: pd.DataFrame, n: int, strategy: Strategy) -> tuple[np.
         raise ConfigError(f"strategy {strategy.name}.signals returned {len(table)} rows (need {n}, one per bar) "
                           f"with columns {list(table.columns)} (need target, confidence)")
     targets = np.nan_to_num(table["target"].to_numpy(dtype="float64"), nan=0.0, posinf=np.inf, neginf=-np.inf)
-    confidence = table["confidence"].to_numpy(dtype="float64") if "confidence" in table else np.full(n, np.nan)
+    confidence = (np.array(table["confidence"], dtype="float64") if "confidence" in table  # a writable copy
+                  else np.full(n, np.nan))
     return targets, confidence
 
 
 def _result(bars: pd.DataFrame, ledger: Ledger, targets: np.ndarray, confidence: np.ndarray,
             settings: dict[str, Any]) -> BacktestResult:
     times = bars["time"].reset_index(drop=True)
+    if ledger.wiped_bar is not None:  # the strategy is no longer asked from there on
+        targets[ledger.wiped_bar:] = np.nan
+        confidence[ledger.wiped_bar:] = np.nan
     curves = ledger.curves()
     close = ledger.close
     equity_values = curves["equity"]

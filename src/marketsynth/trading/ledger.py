@@ -221,7 +221,7 @@ class Ledger:
         free = self.wallet - self.margin
         if need > free:
             scale = max(free, 0.0) / need
-            if scale < 0.99:
+            if scale < 0.99 and not self.fraction:  # fraction targets are sized to fit by definition
                 self.capped += 1
             dq, notional, fee = dq * scale, notional * scale, fee * scale
         if abs(dq) * fill <= WIPED_OUT * self.capital:
