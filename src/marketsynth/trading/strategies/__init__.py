@@ -7,6 +7,7 @@ import importlib
 from typing import Any
 
 from marketsynth.errors import ConfigError
+from marketsynth.trading.ml import EnsembleStrategy, GbmStrategy
 from marketsynth.trading.strategies.buy_hold import BuyAndHold
 from marketsynth.trading.strategies.sma import SmaCrossover
 from marketsynth.trading.strategy import Strategy
@@ -24,7 +25,7 @@ def _optional(module: str, attribute: str) -> type[Strategy] | None:
 
 STRATEGIES: dict[str, type[Strategy]] = {
     cls.name: cls
-    for cls in (BuyAndHold, SmaCrossover, _optional("glow", "GlowStrategy"))
+    for cls in (BuyAndHold, SmaCrossover, _optional("glow", "GlowStrategy"), GbmStrategy, EnsembleStrategy)
     if cls is not None
 }
 
