@@ -44,9 +44,11 @@ def _register_commands() -> None:
         model_cmds,
         pipeline_cmds,
         scenarios_cmd,
+        trading_cmds,
     )
 
-    for module in (init_cmd, fetch_cmd, data_cmds, model_cmds, loglik_cmd, evaluate_cmd, scenarios_cmd, pipeline_cmds):
+    for module in (init_cmd, fetch_cmd, data_cmds, model_cmds, loglik_cmd, evaluate_cmd, scenarios_cmd, pipeline_cmds,
+                   trading_cmds):
         module.register(app)
 
 

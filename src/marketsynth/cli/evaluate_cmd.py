@@ -18,6 +18,7 @@ from rich.table import Table
 from marketsynth.cli.common import console, stage_display
 from marketsynth.cli.options import data_source_options
 from marketsynth.compute import torch_threads
+from marketsynth.data.io import read_table
 from marketsynth.data.load import load
 from marketsynth.errors import ConfigError, DataError
 
@@ -116,7 +117,7 @@ def load_synthetic_windows(path: Path, seq_len: int | None) -> tuple[np.ndarray,
     """(windows ``[n, L, 5]``, the window length to use, a description) from a generated or a candle file."""
     from marketsynth.evaluation import candle_windows, windows_from_long_frame
 
-    frame = _read_table(path)
+    frame = read_table(path)
     columns = {str(c).strip().lower(): c for c in frame.columns}
     if not any(key in columns for key in LONG_FRAME_KEYS):  # a plain candle file
         from marketsynth.data.io import read_bars_file
@@ -158,24 +159,6 @@ def real_windows_from_bars(bars: pd.DataFrame, seq_len: int, interval: str | Non
         raise DataError(f"the real data gives only {len(windows)} window(s) of {seq_len} bars ({len(bars)} candles); "
                         f"the evaluation needs at least {needed}: use a longer period or a smaller --seq-len")
     return windows
-
-
-def _read_table(path: Path) -> pd.DataFrame:
-    """A CSV or Parquet file as it is (no column mapping), to tell generated samples from candles."""
-    if not path.is_file():
-        raise DataError(f"synthetic file {path} not found" if not path.exists() else f"{path} is not a file")
-    suffix = "".join(path.suffixes[-2:]).lower()
-    try:
-        if path.suffix.lower() == ".parquet":
-            import duckdb
-
-            return duckdb.connect().execute("SELECT * FROM read_parquet(?)", [str(path)]).df()
-        if path.suffix.lower() in (".csv", ".txt") or suffix.endswith(".csv.gz"):
-            return pd.read_csv(path)
-    except Exception as exc:  # noqa: BLE001 - pandas and duckdb raise many types; all mean "unreadable file"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: unreadable file ({reason})") from None
-    raise DataError(f"{path}: unknown file type '{path.suffix}'; use .csv or .parquet")
 
 
 def _check_outputs(report: Path | None, json_path: Path | None, model: Path | None) -> None:

@@ -51,6 +51,23 @@ def read_bars_file(path: str | Path, *, dedupe: bool = True) -> pd.DataFrame:
     return bars
 
 
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A CSV or Parquet file as it is (no column mapping): generated samples, per-path results. One DataError
+    naming the file for anything unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"file {path} not found" if not path.exists() else f"{path} is not a file")
+    suffix = "".join(path.suffixes[-2:]).lower()
+    try:
+        if path.suffix.lower() == ".parquet":
+            return duckdb.connect().execute("SELECT * FROM read_parquet(?)", [str(path)]).df()
+        if path.suffix.lower() in (".csv", ".txt") or suffix.endswith(".csv.gz"):
+            return pd.read_csv(path)
+    except Exception as exc:  # noqa: BLE001 - pandas and duckdb raise many types; all mean "unreadable file"
+        raise DataError(f"{path}: unreadable file ({_first_line(exc)})") from None
+    raise DataError(f"{path}: unknown file type '{path.suffix}'; use .csv or .parquet")
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
     try:
         raw = pd.read_csv(path, sep=None, engine="python")
