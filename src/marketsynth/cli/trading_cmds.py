@@ -72,7 +72,7 @@ def backtest(
                                                            "(glow)."),
     synthetic: Path = typer.Option(None, "--synthetic", help="Run on every path of a 'marketsynth generate' file "
                                                              "and report each metric's distribution."),
-    path_interval: str = typer.Option(None, "--path-interval", help="Bar length of the --synthetic paths (default 1h)."),
+    path_interval: str = typer.Option(None, "--path-interval", help="Bar length of --synthetic paths (default 1h)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto (models and learning "
                                                        "strategies)."),
     out: Path = typer.Option(None, "--out", "-o", help="Output directory (default runs/backtest-<strategy>-<data>)."),
