@@ -240,6 +240,10 @@ def test_extra_frames_add_training_samples_only(kind, planted):
         more.fit(planted.iloc[:N_TRAIN], extra=planted)
     with pytest.raises(DataError, match=r"extra\[0\] lack column\(s\) volume"):
         more.fit(planted.iloc[:N_TRAIN], extra=[planted.drop(columns="volume")])
+    daily = planted_bars(100).assign(time=pd.date_range("2024-01-01", periods=100, freq="D", tz="UTC"))
+    with pytest.raises(DataError, match=r"extra\[1\] has bars of 1 days 00:00:00 but the training bars are 0 days "
+                                        r"01:00:00 apart"):
+        more.fit(planted.iloc[:N_TRAIN], extra=[planted_bars(100), daily])
 
 
 def test_labels_and_windows_never_cross_a_time_gap():

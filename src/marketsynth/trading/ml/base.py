@@ -27,7 +27,7 @@ from threadpoolctl import threadpool_limits
 from marketsynth.compute import torch_threads
 from marketsynth.errors import ConfigError, DataError, ModelError
 from marketsynth.trading.ml import persist
-from marketsynth.trading.ml.samples import check_bars, forward_returns
+from marketsynth.trading.ml.samples import bar_step, check_bars, forward_returns
 from marketsynth.trading.strategy import History, Signal, Strategy, signal_frame
 
 
@@ -68,15 +68,24 @@ class DirectionStrategy(Strategy):
 
     # ------------------------------------------------------------------------------------------ learning
     def fit(self, bars: pd.DataFrame, extra: list[pd.DataFrame] | None = None) -> None:
-        """Learn from ``bars`` (and ``extra`` bars frames: see the subclass docstring for where they go)."""
+        """Learn from ``bars`` (and ``extra`` bars frames of the same bar length, e.g. synthetic paths: see the
+        subclass docstring for where their samples go; never into a held-out fold)."""
         check_bars(bars)
         if extra is None:
             extra = []
         if isinstance(extra, pd.DataFrame) or not isinstance(extra, list | tuple):
             raise ConfigError(f"{self.name}: extra must be a list of bars frames (e.g. synthetic paths), got "
                               f"{type(extra).__name__}")
+        step = bar_step(bars)
         for i, frame in enumerate(extra):
             check_bars(frame, f"extra[{i}]")
+            try:
+                frame_step = bar_step(frame)
+            except DataError as exc:
+                raise DataError(f"extra[{i}]: {exc}") from None
+            if frame_step != step:
+                raise DataError(f"extra[{i}] has bars of {frame_step} but the training bars are {step} apart; give "
+                                f"extra frames with the training bars' bar length")
         self._fitted = False
         with self.cpu_threads():
             self._fit(bars.reset_index(drop=True), [f.reset_index(drop=True) for f in extra])

@@ -25,7 +25,8 @@ windows are added to the heads' training windows only, never to the early-stoppi
 which stay real bars.
 
 ``device``: ``cpu`` (default), ``cuda``, ``cuda:N`` or ``auto``. Defaults are small (16 LSTM units, 8 conv
-channels, 32 dense units, windows of 24 bars) so a walk-forward backtest trains on one CPU thread in minutes.
+channels, 32 dense units, windows of 24 bars): a 4-fold walk-forward backtest over a year of BTCUSDT 1h bars
+(fits on 1 752 to 7 008 bars, one CPU thread) took 79 s wall-clock, 35 s of CPU, on a busy 2-core machine.
 """
 
 from __future__ import annotations
