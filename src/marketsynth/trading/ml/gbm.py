@@ -82,10 +82,9 @@ class GbmStrategy(DirectionStrategy):
     # ------------------------------------------------------------------------------------------ fitting
     def _samples(self, bars: pd.DataFrame, step: pd.Timedelta) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(bar rows, features, up?)`` of every labelled bar of one frame, in time order."""
-        table = feature_table(bars)
-        rows = labelled(forward_returns(bars, self.horizon, step), np.arange(FIRST_ROW, len(bars)))
         returns = forward_returns(bars, self.horizon, step)
-        return rows, table[rows - FIRST_ROW], returns[rows] > 0
+        rows = labelled(returns, np.arange(FIRST_ROW, len(bars)))
+        return rows, feature_table(bars)[rows - FIRST_ROW], returns[rows] > 0
 
     def _fit(self, bars: pd.DataFrame, extra: list[pd.DataFrame]) -> None:
         step = bar_step(bars)
