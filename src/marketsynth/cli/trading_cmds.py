@@ -93,6 +93,7 @@ def backtest(
                                     leverage=leverage, funding=funding, fill=fill, stop_loss=stop_loss,
                                     take_profit=take_profit, folds=folds, mode=mode)
     checkpoint = _checkpoint(model, device)
+    settings.params = _with_device(strategy, settings.params, device)
     job.make_strategy(strategy, settings.params, allow_short=allow_short, checkpoint=checkpoint)  # fail early
 
     def factory():
@@ -156,7 +157,7 @@ def signal(
     if source is None:
         raise ConfigError("say which market: --symbol S --interval I (fetched up to the last closed candle), or "
                           "--csv FILE")
-    chosen = job.make_strategy(strategy, parse_params(param), allow_short=allow_short,
+    chosen = job.make_strategy(strategy, _with_device(strategy, parse_params(param), device), allow_short=allow_short,
                                checkpoint=_checkpoint(model, device))
     if not isinstance(source, FileSource | SampleSource) and source.start is None:
         source = _with_history(source, chosen)
@@ -174,6 +175,15 @@ def signal(
     console.print(f"{chosen.name} on {data.label}: target {decided.target:+.3f} (confidence {confidence})")
     console.print(f"based on the bar opened {last['time']:%Y-%m-%d %H:%M} UTC (close {last['close']:,.6g}), the last "
                   f"closed one of {len(bars):,}")
+
+
+def _with_device(strategy: str, params: dict, device: str) -> dict:
+    """``--device`` for strategies that train networks (a ``device`` parameter), unless ``--param device=`` says."""
+    from marketsynth.trading.strategies import get_strategy_class
+
+    if "device" in get_strategy_class(strategy).parameter_names() and "device" not in params:
+        return {**params, "device": device}
+    return params
 
 
 def _with_history(source, strategy):
