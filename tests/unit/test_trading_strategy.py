@@ -112,8 +112,9 @@ def test_causality_helper_catches_look_ahead():
 def test_sma_event_state_rebuilds_on_a_new_history(btc):
     strategy = create_strategy("sma-crossover", {"fast": 5, "slow": 20, "allow_short": True})
     expected = strategy.signals(btc)["target"].to_numpy()
+    assert expected[30] != 0  # the first cross is early, so a wrong S[-1] would show
     history = History(btc, 0)
-    for start in (3000, 100):  # a later start, then an earlier one (a reused instance)
+    for start in (3000, 19, 100):  # a later start, then earlier ones (a reused instance); bar 19 reads S[-1]
         for i in range(start, start + 300):
             history._n = i + 1
             assert strategy.on_bar(history).target == expected[i]

@@ -174,21 +174,36 @@ def _run(bars: pd.DataFrame, strategy: Strategy, settings: dict[str, Any], costs
 
 def _event_loop(strategy: Strategy, bars: pd.DataFrame, ledger: Ledger, check: Callable, trade_from: int
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Call ``on_bar`` once per bar with the history up to it; each change of target is an order at once."""
+    """Call ``on_bar`` once per bar with the history up to it; each change of target is an order at once.
+
+    Signals are recorded only when ``on_bar`` returns a different object than on the bar before (a strategy that
+    returns the same ``Signal`` while nothing changes costs almost nothing per bar); the per-bar target and
+    confidence columns are expanded from those records at the end.
+    """
     n = len(bars)
     history = History(bars, 0)
     on_bar = strategy.on_bar
-    signals: list = []
-    keep = signals.append
-    change_bars, change_targets = [0], [0.0]
-    for i in range(trade_from):  # history only (walk-forward training bars): no orders
-        history._n = i + 1
-        keep(on_bar(history))
-    last = 0.0
-    for i in range(trade_from, n):
-        history._n = i + 1
+    marks: list[int] = []
+    recorded: list = []
+    previous = None
+    for size in range(1, trade_from + 1):  # history only (walk-forward training bars): no orders
+        history._n = size
         signal = on_bar(history)
-        keep(signal)
+        if signal is not previous:
+            previous = signal
+            marks.append(size - 1)
+            recorded.append(signal)
+    last = 0.0
+    stop = n
+    for size in range(trade_from + 1, n + 1):
+        history._n = size
+        signal = on_bar(history)
+        if signal is previous:
+            continue
+        previous = signal
+        bar = size - 1
+        marks.append(bar)
+        recorded.append(signal)
         target = signal[0]
         if target != last:
             if target != target:  # NaN: flat
@@ -196,17 +211,20 @@ def _event_loop(strategy: Strategy, bars: pd.DataFrame, ledger: Ledger, check: C
                 if target == last:
                     continue
             last = target
-            check(target, i)
-            change_bars.append(i)
-            change_targets.append(target)
-            ledger.order(i, target)
+            check(target, bar)
+            ledger.order(bar, target)
             if ledger.wiped_bar is not None:
+                stop = size
                 break
-    targets = np.repeat(np.asarray(change_targets), np.diff(np.asarray(change_bars + [n])))
+    lengths = np.diff(np.asarray(marks + [stop], dtype=np.int64))
+    targets = np.zeros(n)
+    confidence = np.full(n, np.nan)
+    if recorded:
+        values = np.asarray([s[0] for s in recorded], dtype="float64")
+        targets[marks[0]:stop] = np.repeat(np.where(np.isnan(values), 0.0, values), lengths)
+        confidence[marks[0]:stop] = np.repeat(np.asarray([s[1] for s in recorded], dtype="float64"), lengths)
     if trade_from:
         targets[:trade_from] = 0.0
-    confidence = np.full(n, np.nan)
-    confidence[: len(signals)] = np.asarray([s[1] for s in signals], dtype="float64")
     return targets, confidence
 
 

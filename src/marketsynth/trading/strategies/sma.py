@@ -69,31 +69,30 @@ class SmaCrossover(Strategy):
     # ------------------------------------------------------------------------------------------ event
 
     def _reset(self) -> None:
-        self._count = 0  # bars seen
         self._advance = _stepper(self.fast, self.slow, _SHORT if self.allow_short else _FLAT)
 
     def on_bar(self, history: History) -> Signal:
-        close = history.close
-        if len(close) != self._count + 1:  # first call, or a different history: rebuild from all of it
-            self._reset()
-            for price in close[:-1].tolist():
-                self._advance(price)
-            self._count = len(close) - 1
-        self._count += 1
-        return self._advance(float(close[-1]))
+        return self._advance(history.close)
 
 
 def _stepper(fast: int, slow: int, below: Signal):
-    """The incremental state as a closure (cheaper than attributes): takes the next close, returns the target."""
+    """The incremental state as a closure (cheaper than attributes): takes the closes so far, returns the target.
+
+    Each call normally brings one more close; any other length (a first call part-way, a new history) rebuilds
+    the state from all of them.
+    """
     size = slow + 1
     ring = [0.0] * size  # ring[(i + 1) % size] holds S[i]; ring[0] starts as S[-1] = 0
     count, base, total, side, signal = 0, 0.0, 0.0, 0.0, _FLAT
 
-    def advance(price: float) -> Signal:
+    def advance(close: np.ndarray) -> Signal:
         nonlocal count, base, total, side, signal
-        if count == 0:
-            base = price
-        total += price - base
+        if len(close) != count + 1:
+            count, base, total, side, signal = 0, close.item(0), 0.0, 0.0, _FLAT
+            ring[:] = [0.0] * size
+            for k in range(1, len(close)):
+                advance(close[:k])
+        total += close.item(-1) - base
         count += 1
         ring[count % size] = total
         if count >= slow:
