@@ -129,3 +129,15 @@ def test_default_on_bar_uses_signals():
 
     bars = closes_to_bars([9, 11, 9])
     assert OnlySignals().on_bar(History(bars, 2)) == Signal(1.0, 0.7)
+
+
+def test_registry_names_match_the_classes_and_load_lazily():
+    import subprocess
+    import sys
+
+    for name in STRATEGIES:
+        assert STRATEGIES[name].name == name
+    code = ("import sys, marketsynth.trading.engine, marketsynth.trading.strategies as s; "
+            "s.create_strategy('sma-crossover'); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # a rule-based backtest does not import torch
