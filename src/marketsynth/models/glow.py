@@ -54,7 +54,7 @@ from marketsynth.features import FEATURE_NAMES, WARMUP_BARS, FeatureStandardiser
 from marketsynth.models.base import GenerativeModel, ModelConfig
 from marketsynth.models.capabilities import Likelihood, Temperature
 from marketsynth.models.data import TrainingArrays, TrainingData
-from marketsynth.models.flows import MultiScaleGlow
+from marketsynth.models.flows import MultiScaleGlow, standard_normal_log_prob
 from marketsynth.representation import Representation
 
 DEFAULT_VAL_FRACTION = 0.2
@@ -287,6 +287,29 @@ class GlowModel(Likelihood, Temperature, GenerativeModel):
             self.flow.train(was_training)
         flow = torch.cat(out).numpy() if out else np.zeros(0)
         return flow + prep["z_logdet"] + prep["x_logdet"]
+
+    @torch.no_grad()
+    def encode(self, features) -> tuple[np.ndarray, np.ndarray]:
+        """Latent codes ``z`` ``[n, F]`` (float64) of raw feature rows, the inverse of ``generate_from_latent``, and
+        their ``log_likelihood`` (nats per vector, the same numbers), from one pass through the flow."""
+        if not self.standardiser.fitted:
+            raise ModelError("this glow has not been trained (its standardiser is not fitted)")
+        rows = torch.tensor(_rows(features, self.config.n_features))
+        prep, was_training = self._preprocessing(), self.flow.training
+        self.flow.eval()
+        codes, logps = [], []
+        try:
+            with _threads(self):
+                for chunk in rows.split(_CHUNK):
+                    z, logdet = self.flow(self._flow_input(chunk))
+                    codes.append(z.double().cpu())
+                    logps.append((standard_normal_log_prob(z) + logdet).double().cpu())
+        finally:
+            self.flow.train(was_training)
+        dim = self.config.n_features
+        z = torch.cat(codes).numpy() if codes else np.zeros((0, dim))
+        flow = torch.cat(logps).numpy() if logps else np.zeros(0)
+        return z, flow + prep["z_logdet"] + prep["x_logdet"]
 
     # ---- generation ----------------------------------------------------------------------------------------
     def _sample(self, n: int, conditions, *, seed: int, length: int, temperature: float) -> np.ndarray:
