@@ -12,8 +12,9 @@ Two parts (``--parts``):
   server started like the test suite's, ``tests/fixtures/postgres.py``). 33,364 rows are the real file; larger
   sizes repeat its bars on an earlier hourly grid.
 
-Only the public surface is used (the CLI through ``python -m marketsynth.cli.app``, ``open_store`` and the Store
-methods, the fake exchange), so the same script measures any tree: point ``PYTHONPATH`` at its ``src``::
+Only the public surface is used (the ``marketsynth`` command as the tree's pyproject declares it, run by this
+Python; ``open_store`` and the Store methods; the fake exchange), so the same script measures any tree: point
+``PYTHONPATH`` at its ``src``::
 
     PYTHONPATH=/tmp/before/src python benchmarks/data.py [--parts fetch,store] [--exchanges binance,bybit]
         [--backends duckdb,postgres] [--rows 33364,333640] [--repeats 3] [--json FILE]
@@ -44,7 +45,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MARKETSYNTH_SHARED_DATA", ROOT.parent / "shared" / "data")) / "BTCUSDT_1h.csv"
 FETCH_TARGET_S = 5.0
 SYMBOL, INTERVAL = "BTCUSDT", "1h"
-CLI = [sys.executable, "-m", "marketsynth.cli.app"]
 
 
 # ---- environment -------------------------------------------------------------------------------------------
@@ -74,6 +74,20 @@ def tree() -> dict:
 def machine() -> dict:
     return {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
             "python": platform.python_version(), "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def cli() -> list[str]:
+    """The measured tree's ``marketsynth`` command (its pyproject's console script), run by this Python."""
+    import tomllib
+
+    import marketsynth
+
+    target = "marketsynth.cli.app:main"
+    pyproject = Path(marketsynth.__file__).resolve().parents[2] / "pyproject.toml"
+    if pyproject.exists():
+        target = tomllib.loads(pyproject.read_text()).get("project", {}).get("scripts", {}).get("marketsynth", target)
+    module, _, function = target.partition(":")
+    return [sys.executable, "-c", f"import sys; from {module} import {function}; sys.exit({function}())"]
 
 
 def child_env() -> dict[str, str]:
@@ -107,14 +121,14 @@ def bench_fetch(bars: pd.DataFrame, exchanges: list[str], repeats: int) -> dict:
     first, last = bars["time"].iloc[0], bars["time"].iloc[-1]
     start, end = f"{first:%Y-%m-%dT%H:%M}", f"{last + pd.Timedelta(hours=1):%Y-%m-%dT%H:%M}"
     load_before = load_average()
-    startup = [run_command([*CLI, "--version"], ROOT) for _ in range(repeats)]
+    startup = [run_command([*cli(), "--version"], ROOT) for _ in range(repeats)]
     results = []
     with FakeExchange({SYMBOL: bars}) as fake, tempfile.TemporaryDirectory(prefix="bench-fetch-") as tmp:
         for exchange in exchanges:
             fresh, rerun = [], []
             for k in range(repeats):
                 store = Path(tmp) / f"{exchange}-{k}.duckdb"
-                command = [*CLI, "fetch", "--exchange", exchange, "--symbol", SYMBOL, "--interval", INTERVAL,
+                command = [*cli(), "fetch", "--exchange", exchange, "--symbol", SYMBOL, "--interval", INTERVAL,
                            "--start", start, "--end", end, "--store", str(store), "--base-url", fake.base_url]
                 fresh.append(run_command(command, Path(tmp)))
                 rerun.append(run_command(command, Path(tmp)))
@@ -215,8 +229,8 @@ def bench_store(bars: pd.DataFrame, backends: list[str], sizes: list[int], repea
                     entry = {"backend": backend, "rows": rows}
                     for op in ("write", "read", "rewrite"):
                         seconds = statistics.median(r[op] for r in rounds)
-                        entry[op] = {"seconds": round(seconds, 3), "rows_per_s": round(rows / seconds),
-                                     "runs": [round(r[op], 3) for r in rounds]}
+                        entry[op] = {"seconds": round(seconds, 4), "rows_per_s": round(rows / seconds),
+                                     "runs": [round(r[op], 4) for r in rounds]}
                     results.append(entry)
                     for path in Path(tmp).glob("*.duckdb*"):
                         path.unlink()

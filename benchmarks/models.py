@@ -18,14 +18,18 @@ one's peak memory is its own (``ru_maxrss`` of that child, from ``os.wait4``):
   untimed (sampling cost depends on the architecture, not on the weights).
 
 Every process runs torch with one intra-op thread (``OMP_NUM_THREADS=1``, as the tests do). Only the public
-surface is used (the CLI through ``python -m marketsynth.cli.app``; ``marketsynth.api.load_bars``, ``train``,
-``load``, ``sample``), so the same script measures any tree: point ``PYTHONPATH`` at its ``src``::
+surface is used (the ``marketsynth`` command as the tree's pyproject declares it, run by this Python;
+``marketsynth.api.load_bars``, ``train``, ``load``, ``sample``), so the same script measures any tree: point
+``PYTHONPATH`` at its ``src``::
 
     PYTHONPATH=/tmp/before/src python benchmarks/models.py [--models autoregressive,garch,dcgan,wgan-gp,timegan]
         [--parts train,generate,throughput] [--repeats 3] [--windows 512] [--num 10000] [--horizon 24]
         [--workdir DIR] [--json FILE]
+    python benchmarks/models.py --from-json FILE [FILE ...]   # the table of earlier runs, parts merged by model
 
-The load average (``/proc/loadavg``) is recorded around every measurement: the machine may be shared.
+Throughputs are shown as "wall (CPU)": windows per wall second and per CPU second of the process. With one
+thread the CPU figure is the intrinsic speed, ≈ the wall figure on a free core; compare trees on it when the
+machine is busy. The load average (``/proc/loadavg``) is recorded around every measurement: the machine may be shared.
 """
 
 from __future__ import annotations
@@ -47,7 +51,6 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MARKETSYNTH_SHARED_DATA", ROOT.parent / "shared" / "data")) / "BTCUSDT_1h.csv"
-CLI = [sys.executable, "-m", "marketsynth.cli.app"]
 RUN_EPOCHS = {"autoregressive": 10, "garch": 1, "dcgan": 20, "wgan-gp": 8, "timegan": 30}  # aee8790 DEFAULT_EPOCHS
 SEQ_LEN = 24  # the default window every model trains on
 PARTS = ("train", "generate", "throughput")
@@ -83,6 +86,20 @@ def machine() -> dict:
     return {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
             "python": platform.python_version(), "torch": torch.__version__,
             "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def cli() -> list[str]:
+    """The measured tree's ``marketsynth`` command (its pyproject's console script), run by this Python."""
+    import tomllib
+
+    import marketsynth
+
+    target = "marketsynth.cli.app:main"
+    pyproject = Path(marketsynth.__file__).resolve().parents[2] / "pyproject.toml"
+    if pyproject.exists():
+        target = tomllib.loads(pyproject.read_text()).get("project", {}).get("scripts", {}).get("marketsynth", target)
+    module, _, function = target.partition(":")
+    return [sys.executable, "-c", f"import sys; from {module} import {function}; sys.exit({function}())"]
 
 
 def child_env() -> dict[str, str]:
@@ -128,7 +145,7 @@ def worker_throughput(model: str, epochs: int, windows: int, repeats: int) -> di
     from marketsynth import api
 
     bars, _ = api.load_bars(csv=DATA)
-    bars = bars.iloc[-(windows + SEQ_LEN - 1):].reset_index(drop=True)
+    bars = bars.iloc[-(windows + SEQ_LEN):].reset_index(drop=True)  # the first bar only gives the next a return
     api.train(model, bars, epochs=1, seed=0, progress=False)  # warm-up: lazy imports, first kernels
     runs = []
     for _ in range(repeats):
@@ -137,8 +154,8 @@ def worker_throughput(model: str, epochs: int, windows: int, repeats: int) -> di
         runs.append((time.perf_counter() - wall, time.process_time() - cpu))
     seconds = statistics.median(w for w, _ in runs)
     work = result.n_windows * epochs
-    return {"windows": result.n_windows, "epochs": epochs, "seconds": round(seconds, 3),
-            "runs": [round(w, 3) for w, _ in runs], "cpu_seconds": [round(c, 3) for _, c in runs],
+    return {"windows": result.n_windows, "epochs": epochs, "seconds": round(seconds, 4),
+            "runs": [round(w, 4) for w, _ in runs], "cpu_seconds": [round(c, 4) for _, c in runs],
             "windows_per_s": round(work / seconds, 1)}
 
 
@@ -155,8 +172,8 @@ def worker_generate(checkpoint: str, num: int, horizon: int, repeats: int) -> di
         if len(frame) != num * horizon:
             raise SystemExit(f"api.sample gave {len(frame)} rows, expected {num * horizon}")
     seconds = statistics.median(w for w, _ in runs)
-    return {"windows": num, "horizon": horizon, "seconds": round(seconds, 3), "runs": [round(w, 3) for w, _ in runs],
-            "cpu_seconds": [round(c, 3) for _, c in runs], "windows_per_s": round(num / seconds, 1)}
+    return {"windows": num, "horizon": horizon, "seconds": round(seconds, 4), "runs": [round(w, 4) for w, _ in runs],
+            "cpu_seconds": [round(c, 4) for _, c in runs], "windows_per_s": round(num / seconds, 1)}
 
 
 def run_worker(args: argparse.Namespace) -> int:
@@ -188,7 +205,7 @@ def bench_model(model: str, epochs: int, parts: list[str], args: argparse.Namesp
                 year: tuple[str, str]) -> dict:
     checkpoint = workdir / f"{model}-checkpoint"
     entry: dict = {"model": model, "epochs": epochs}
-    train = [*CLI, "train", "--model", model, "--csv", str(DATA), "--start", year[0], "--end", year[1],
+    train = [*cli(), "train", "--model", model, "--csv", str(DATA), "--start", year[0], "--end", year[1],
              "--out", str(checkpoint)]
     if "train" in parts:
         shutil.rmtree(checkpoint, ignore_errors=True)
@@ -204,7 +221,7 @@ def bench_model(model: str, epochs: int, parts: list[str], args: argparse.Namesp
         print(f"  {model}: generation, {args.num:,} x {args.horizon} ...", flush=True)
         entry["generate"] = worker("generate", model, args, workdir, checkpoint=str(checkpoint))
         output = workdir / f"{model}-samples.csv"
-        command = [*CLI, "generate", "--model", str(checkpoint), "--num-samples", str(args.num), "--length",
+        command = [*cli(), "generate", "--model", str(checkpoint), "--num-samples", str(args.num), "--length",
                    str(args.horizon), "--output", str(output)]
         runs = [run_child(command, workdir, workdir / f"{model}-generate.log") for _ in range(args.repeats)]
         output.unlink(missing_ok=True)
@@ -217,19 +234,31 @@ def bench_model(model: str, epochs: int, parts: list[str], args: argparse.Namesp
 
 
 def row(entry: dict) -> list[str]:
-    def get(part: str, key: str, fmt: str) -> str:
+    def failed(part: str) -> bool:
         value = entry.get(part, {})
-        if value.get("error") or value.get("process", {}).get("error"):
-            return "failed"
-        return format(value[key], fmt) if key in value else "–"
+        return bool(value.get("error") or value.get("process", {}).get("error"))
 
-    loads = [m.get("load_before") for m in _processes(entry)] + [m.get("load_after") for m in _processes(entry)]
-    ones = [float(x.split()[0]) for x in loads if x]
-    return [entry["model"], str(entry["epochs"]), get("train", "seconds", ".1f"), get("train", "cpu_seconds", ".1f"),
-            get("train", "peak_rss_mib", ",.0f"), get("throughput", "windows_per_s", ",.0f"),
-            get("generate", "windows_per_s", ",.0f"), get("generate_command", "seconds", ".1f"),
-            get("generate_command", "peak_rss_mib", ",.0f"),
-            f"{min(ones):.1f}–{max(ones):.1f}" if ones else "–"]
+    def cell(part: str, text) -> str:
+        return "failed" if failed(part) else text() if part in entry else "–"
+
+    def speed(part: str, work: float) -> str:
+        measured = entry[part]
+        return f"{work / measured['seconds']:,.0f} ({work / statistics.median(measured['cpu_seconds']):,.0f})"
+
+    train, gen = entry.get("train", {}), entry.get("generate_command", {})
+    throughput, generate = entry.get("throughput", {}), entry.get("generate", {})
+    ones = [float(x.split()[0]) for p in _processes(entry) for x in (p.get("load_before"), p.get("load_after")) if x]
+    return [
+        entry["model"], str(entry["epochs"]),
+        cell("train", lambda: f"{train['seconds']:.1f} ({train['cpu_seconds']:.1f})"),
+        cell("train", lambda: f"{train['peak_rss_mib']:,.0f}"),
+        cell("throughput", lambda: speed("throughput", throughput["windows"] * throughput["epochs"])),
+        cell("generate", lambda: speed("generate", generate["windows"])),
+        cell("generate_command", lambda: "{:.1f} ({:.1f})".format(
+            gen["seconds"], statistics.median(r["cpu_seconds"] for r in gen["runs"]))),
+        cell("generate_command", lambda: f"{gen['peak_rss_mib']:,.0f}"),
+        f"{min(ones):.1f}–{max(ones):.1f}" if ones else "–",
+    ]
 
 
 def _processes(entry: dict) -> list[dict]:
@@ -239,8 +268,24 @@ def _processes(entry: dict) -> list[dict]:
     return found
 
 
-HEADER = ["model", "epochs", "`train` s (1 year)", "train CPU s", "train peak RSS MiB", "training windows/s",
-          "generation windows/s (api)", "`generate` s (command)", "generate peak RSS MiB", "load (1 min)"]
+HEADER = ["model", "epochs", "`train` s, 1 year: wall (CPU)", "train peak RSS MiB",
+          "training windows/s: wall (CPU)", "generation windows/s (api): wall (CPU)",
+          "`generate` s (command): wall (CPU)", "generate peak RSS MiB", "load (1 min)"]
+
+
+def print_saved(paths: list[Path]) -> int:
+    """The table of earlier ``--json`` files; a later file's parts replace an earlier one's for the same model."""
+    merged: dict[str, dict] = {}
+    for path in paths:
+        report = json.loads(path.read_text())
+        tree_ = report["tree"]
+        print(f"# {path}: marketsynth {tree_['commit']}{' (with local changes)' if tree_['dirty'] else ''}, "
+              f"{report['machine']['when']}, {report['windows']} windows, {report['num']:,} x {report['horizon']}")
+        for entry in report["models"]:
+            merged.setdefault(entry["model"], {}).update(entry)
+    print()
+    print(table(HEADER, [row(e) for e in merged.values()]))
+    return 0
 
 
 # ---- main --------------------------------------------------------------------------------------------------
@@ -259,12 +304,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--horizon", type=int, default=24, help="bars per generated window")
     parser.add_argument("--workdir", type=Path, help="keep checkpoints and logs here (default: a temporary folder)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    parser.add_argument("--from-json", type=Path, nargs="+", help="print the table of earlier --json files")
     parser.add_argument("--worker", choices=["throughput", "generate"], help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return run_worker(args)
+    if args.from_json:
+        return print_saved(args.from_json)
     models, parts = split(args.models), split(args.parts)
     if unknown := sorted(set(parts) - set(PARTS)):
         parser.error(f"unknown part(s): {', '.join(unknown)}; choose from {', '.join(PARTS)}")
