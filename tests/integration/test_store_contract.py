@@ -679,3 +679,56 @@ def test_extension_that_cannot_be_enabled_falls_back_to_plain_tables(caplog):
     cur = RecordingCursor(available=True, fail_on="CREATE EXTENSION")
     assert enable_timescale(cur) is False
     assert "using plain PostgreSQL tables" in caplog.text
+
+
+# ---- the trading service's tables ----------------------------------------------------------------------------
+def _prediction(n: int = 0) -> dict:
+    return {"id": f"sma:BTCUSDT:1h:{n}", "market": "BTCUSDT:1h", "strategy": "sma", "symbol": "BTCUSDT",
+            "timeframe": "1h", "decided_at": 3_600_000 * (n + 1), "bar_time": 3_600_000 * n, "target": 1.0,
+            "confidence": float("nan"), "recorded_at": 1}
+
+
+def _order(cid: str, n: int = 0) -> dict:
+    return {"client_id": cid, "market": "BTCUSDT:1h", "symbol": "BTCUSDT", "side": "buy", "quantity": 0.25,
+            "reduce_only": False, "reason": "signal", "created_at": 3_600_000 * (n + 1)}
+
+
+def test_prediction_and_pending_orders_are_stored_together_and_idempotently(store, reopen):
+    store.record_prediction(_prediction(), [_order("ms-a-0"), _order("ms-a-1")])
+    store.update_order("ms-a-0", status="filled", exchange_id="42", filled_quantity=0.25, average_price=100.0,
+                       fee=0.01, updated_at=5,
+                       fill={"market": "BTCUSDT:1h", "symbol": "BTCUSDT", "side": "buy", "quantity": 0.25,
+                             "price": 100.0, "fee": 0.01, "time": 5},
+                       position={"market": "BTCUSDT:1h", "symbol": "BTCUSDT", "quantity": 0.25, "entry_price": 100.0,
+                                 "equity": 999.99, "realised_pnl": 0.0, "fees": 0.01, "updated_at": 5},
+                       state={"halted": {"reason": None}})
+    store.record_prediction(_prediction(), [_order("ms-a-0"), _order("ms-a-1")])  # a restarted step: no change
+    again = reopen()
+    orders = again.orders()
+    assert orders["client_id"].tolist() == ["ms-a-0", "ms-a-1"]
+    assert orders["status"].tolist() == ["filled", "pending"]
+    assert orders["prediction_id"].tolist() == ["sma:BTCUSDT:1h:0"] * 2
+    assert again.orders(status=("pending", "submitted"))["client_id"].tolist() == ["ms-a-1"]
+    assert again.order("ms-a-0")["exchange_id"] == "42" and again.order("nope") is None
+    predictions = again.predictions()
+    assert len(predictions) == 1 and predictions["confidence"].isna().all()
+    assert again.fills()["price"].tolist() == [100.0]
+    assert again.positions()[["market", "quantity", "equity"]].values.tolist() == [["BTCUSDT:1h", 0.25, 999.99]]
+    assert again.service_state() == {"halted": {"reason": None}}
+
+
+def test_a_failed_prediction_write_stores_nothing(store):
+    bad = _order("ms-b-0")
+    bad["quantity"] = None  # NOT NULL: the whole transaction fails
+    with pytest.raises(StoreError):
+        store.record_prediction(_prediction(1), [_order("ms-b-1", 1), bad])
+    assert store.predictions().empty and store.orders().empty
+
+
+def test_service_state_round_trips_json(store):
+    store.set_state({"last_bar": {"BTCUSDT:1h": 123}, "halted": True})
+    store.set_state({"halted": False})
+    assert store.service_state() == {"last_bar": {"BTCUSDT:1h": 123}, "halted": False}
+    store.set_positions([{"market": "X:1h", "symbol": "X", "quantity": -1.5, "entry_price": 2.0, "equity": 3.0,
+                          "realised_pnl": 0.5, "fees": 0.1, "updated_at": 7}], state={"n": 1})
+    assert store.positions()["quantity"].tolist() == [-1.5] and store.service_state()["n"] == 1

@@ -21,6 +21,7 @@ import pandas as pd
 
 from marketsynth.data.bars import as_bars
 from marketsynth.data.funding import as_funding, empty_funding
+from marketsynth.data.store.trading import TradingTables
 from marketsynth.timeframes import TIMEFRAMES, Timeframe, parse_timeframe, to_utc
 
 SCHEMA_VERSION = 2
@@ -72,8 +73,9 @@ def find_gaps(
     return [Gap(expected[a], expected[b] + tf.delta, int(b - a + 1)) for a, b in zip(firsts, lasts, strict=True)]
 
 
-class Store(ABC):
-    """Where candles live. Library code takes a Store; the CLI opens one with ``open_store``."""
+class Store(TradingTables, ABC):
+    """Where candles live (and the trading service's tables, ``store.trading``). Library code takes a Store;
+    the CLI opens one with ``open_store``."""
 
     url: str
 

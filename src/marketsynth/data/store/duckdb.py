@@ -13,6 +13,7 @@ import duckdb
 import pandas as pd
 
 from marketsynth.data.store.base import OLD_GAP_REASON, SCHEMA_VERSION, TIMEFRAME_ROWS, Store
+from marketsynth.data.store.trading import TRADING_SCHEMA
 from marketsynth.errors import StoreError
 
 SCHEMA = """
@@ -68,6 +69,8 @@ class DuckDBStore(Store):
             if not read_only:
                 self._con.execute(SCHEMA)
                 self._con.execute(MIGRATIONS)
+                for statement in TRADING_SCHEMA:
+                    self._con.execute(statement)
                 self._con.executemany("INSERT OR IGNORE INTO timeframes VALUES (?, ?, ?)", TIMEFRAME_ROWS)
                 self._con.execute(
                     "INSERT INTO store_meta VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET value = "
@@ -228,6 +231,19 @@ class DuckDBStore(Store):
         rows = self._con_rows("SELECT synced_start, synced_end FROM funding_sync WHERE exchange = ? AND symbol = ?",
                               [exchange, symbol])
         return (_utc(rows[0][0]), _utc(rows[0][1])) if rows else None
+
+    def _trading_write(self, statements):
+        def work(con):
+            for sql, params in statements:
+                con.execute(sql, params)
+
+        self._transaction(work)
+
+    def _trading_rows(self, sql, params):
+        return self._con_rows(sql, params)
+
+    def _has_trading_tables(self) -> bool:
+        return "service_state" in self._tables
 
     def close(self):
         with self._lock:

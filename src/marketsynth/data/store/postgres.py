@@ -19,6 +19,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from marketsynth.data.bars import BAR_COLUMNS, empty_bars
 from marketsynth.data.store.base import COVERAGE_COLUMNS, OLD_GAP_REASON, SCHEMA_VERSION, TIMEFRAME_ROWS, Store
+from marketsynth.data.store.trading import TRADING_SCHEMA
 from marketsynth.errors import ConfigError, StoreError
 
 log = logging.getLogger(__name__)
@@ -280,6 +281,16 @@ class PostgresStore(Store):
         rows = self._fetch(f"SELECT {', '.join(columns)} FROM sync_state")
         return pd.DataFrame.from_records(rows, columns=columns)
 
+    def _trading_write(self, statements):
+        def work(cur):
+            for sql, params in statements:
+                cur.execute(sql.replace("?", "%s"), params)
+
+        self._write(work)
+
+    def _trading_rows(self, sql, params):
+        return self._fetch(sql.replace("?", "%s"), params)
+
     def close(self):
         with self._lock:
             if self._conn is not None:
@@ -307,6 +318,8 @@ class PostgresStore(Store):
             cur.execute("SELECT pg_advisory_xact_lock(%s)", [SCHEMA_LOCK_KEY])
             cur.execute(SCHEMA)
             cur.execute(MIGRATIONS)
+            for statement in TRADING_SCHEMA:
+                cur.execute(statement)
             cur.executemany("INSERT INTO timeframes VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                             TIMEFRAME_ROWS)
             cur.execute("INSERT INTO store_meta VALUES ('schema_version', %s) ON CONFLICT (key) DO UPDATE SET "
