@@ -326,9 +326,11 @@ def btc(btc_csv):
     return read_bars_file(btc_csv)
 
 
-def test_vectorised_and_event_paths_give_the_same_trades_and_equity(btc):
+@pytest.mark.parametrize("fill", ["open", "close"])
+def test_vectorised_and_event_paths_give_the_same_trades_and_equity(btc, fill):
     strategy = create_strategy("sma-crossover", {"fast": 12, "slow": 60, "allow_short": True})
-    settings = dict(costs=Costs(slippage_bps=3), leverage=5, stop_loss=0.04, take_profit=0.09, funding=0.0001)
+    settings = dict(costs=Costs(slippage_bps=3), leverage=5, stop_loss=0.04, take_profit=0.09, funding=0.0001,
+                    fill=fill)
     vectorised = backtest(btc, strategy, mode="vectorised", **settings)
     event = backtest(btc, create_strategy("sma-crossover", strategy.params()), mode="event", **settings)
     assert vectorised.settings["mode"] == "vectorised" and event.settings["mode"] == "event"
@@ -433,6 +435,37 @@ def test_walk_forward_fits_on_training_bars_only_and_trades_test_bars(btc):
         assert (fold_result.trades["entry_time"] > first_test_time).all()  # first test signal fills next open
         assert fold_result.equity["equity"].iat[0] == 10_000
     assert list(result.table()["fold"]) == [0, 1, 2]
+
+
+def test_walk_forward_event_path_matches_the_vectorised_one(btc):
+    bars = btc.iloc[:3000].reset_index(drop=True)
+
+    def factory():
+        return create_strategy("sma-crossover", {"fast": 10, "slow": 50, "allow_short": True})
+
+    vectorised = walk_forward_backtest(bars, factory, 2, mode="vectorised", stop_loss=0.05)
+    event = walk_forward_backtest(bars, factory, 2, mode="event", stop_loss=0.05)
+    for a, b in zip(vectorised.results, event.results, strict=True):
+        pd.testing.assert_frame_equal(a.trades, b.trades, check_exact=True)
+        pd.testing.assert_frame_equal(a.equity, b.equity, check_exact=True)
+        assert len(a.trades) > 5
+
+
+class Units(Scripted):
+    name = "units"
+    sizing = "quantity"
+
+
+def test_quantity_sizing_trades_units_and_reduces_what_does_not_fit():
+    bars = make_bars([100, 100, 110, 110])
+    result = backtest(bars, Units([2, 2, 2, 2]), costs=Costs(taker_fee=0.001, maker_fee=0.0))
+    trade = result.trades.iloc[0]
+    assert trade["quantity"] == 2 and trade["fees"] == pytest.approx(2 * 100 * 0.001 + 2 * 110 * 0.001)
+    with pytest.warns(UserWarning, match="reduced to fit"):
+        result = backtest(bars, Units([500, 500, 500, 500]), costs=FREE)
+    assert result.trades["quantity"].iat[0] == pytest.approx(100)  # 10 000 of capital at 100
+    assert result.reduced_orders == 1
+    assert backtest(bars, Units([500] * 4), costs=FREE, leverage=5).trades["quantity"].iat[0] == 500
 
 
 def test_backtest_paths_on_a_long_frame():

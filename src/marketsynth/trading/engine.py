@@ -193,8 +193,8 @@ def _event_loop(strategy: Strategy, bars: pd.DataFrame, ledger: Ledger, check: C
             previous = signal
             marks.append(size - 1)
             recorded.append(signal)
-    last = 0.0
-    stop = n
+    last, stop = 0.0, n
+    previous = None  # the first tradable bar is looked at even if its signal repeats the warm-up's last one
     for size in range(trade_from + 1, n + 1):
         history._n = size
         signal = on_bar(history)
