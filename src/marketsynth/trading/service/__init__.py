@@ -1,0 +1,1 @@
+"""The paper/live trading service: the loop, its risk controls, state, local HTTP API and monitoring."""
