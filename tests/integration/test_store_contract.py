@@ -20,6 +20,7 @@ from marketsynth.data.store import Gap, open_store
 from marketsynth.data.store import duckdb as duckdb_backend
 from marketsynth.data.store.base import COVERAGE_COLUMNS, KNOWN_GAP_COLUMNS, OLD_GAP_REASON
 from marketsynth.data.store.postgres import PostgresStore, enable_timescale, timescale_statements
+from marketsynth.data.store.trading import TRADING_TABLES
 from marketsynth.errors import ConfigError, StoreError
 from tests.fixtures.postgres import PASSWORD, PASSWORD_USER, _free_port
 
@@ -564,7 +565,8 @@ def test_plain_postgres_uses_a_btree_key_and_reports_its_kind(pg_store, fresh_po
                                  "WHERE table_name = 'bars'").fetchall())
     assert index == [('CREATE UNIQUE INDEX bars_pkey ON public.bars USING btree '
                       '(exchange, symbol, timeframe, "time")',)]
-    assert tables == {"bars", "timeframes", "known_gaps", "sync_state", "store_meta", "funding_rates", "funding_sync"}
+    assert tables == {"bars", "timeframes", "known_gaps", "sync_state", "store_meta", "funding_rates", "funding_sync",
+                      *TRADING_TABLES}
     assert types["time"] == "timestamp with time zone" and types["close"] == "double precision"
     pg_store.close()
     with pytest.raises(StoreError, match="closed"):
