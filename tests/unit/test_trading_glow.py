@@ -4,6 +4,7 @@ Glow trained through ``marketsynth.api.train`` on real BTC bars."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -225,6 +226,22 @@ def test_without_a_model_fit_and_signals_say_to_pass_model(bars):
         with pytest.raises(ConfigError, match="--model") as err:
             call()
         assert "\n" not in str(err.value)
+
+
+def test_a_model_trained_on_later_candles_than_the_fold_is_warned_about(checkpoint, bars):
+    def fitted(end) -> GlowStrategy:
+        strategy = GlowStrategy()
+        strategy.attach_model(Checkpoint(path=checkpoint.path, model=checkpoint.model, representation=None,
+                                         config={}, meta={"end": end.isoformat()}))
+        strategy.fit(bars.iloc[:TRAIN])
+        return strategy
+
+    with pytest.warns(UserWarning, match="in-sample"):
+        strategy = fitted(bars["time"].iat[-1])
+    assert strategy.state()["training"]["model_trained_until"] == bars["time"].iat[-1].isoformat()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fitted(bars["time"].iat[TRAIN - 1])
 
 
 def test_attach_model_takes_a_checkpoint_folder(checkpoint, bars):

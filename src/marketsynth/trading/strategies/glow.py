@@ -25,6 +25,10 @@ The signal of a bar with features (bars before the warm-up are flat, confidence 
   (an order) whenever its bar's likelihood changes;
 - ``confidence = size`` on every bar with features, traded or not.
 
+The flow itself is trained beforehand (``marketsynth train --model glow``) and is not refitted per fold: ``fit``
+warns when the checkpoint's candles end after the training fold (its likelihoods of the test bars are then
+in-sample) and records that end in ``state()["training"]["model_trained_until"]``.
+
 Exactness. The flow treats rows independently, but a row's floating-point result depends on how many rows are
 scored with it (matrix kernels differ with the batch shape: one row alone and the same row in a batch of 1 000 differ
 in the last bits). So rows are always scored in blocks of ``BLOCK`` rows aligned to the first feature row, the
@@ -36,6 +40,7 @@ flow call on a block), gives bit for bit the targets of the vectorised path (``s
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -73,6 +78,7 @@ class GlowStrategy(Strategy):
         super().__init__(**params)
         self._model = None
         self._model_source = ""
+        self._model_end: pd.Timestamp | None = None
         self._learned: dict[str, Any] | None = None
         self._event: _EventState | None = None
 
@@ -120,6 +126,8 @@ class GlowStrategy(Strategy):
             raise ConfigError(f"--model {where} holds a {name} checkpoint; the glow strategy needs a glow model "
                               f"(train one with 'marketsynth train --model glow ...')")
         self._model, self._model_source, self._event = model, str(where), None
+        end = (getattr(checkpoint, "meta", None) or {}).get("end")
+        self._model_end = pd.Timestamp(end) if end else None
 
     def _require_model(self):
         if self._model is None:
@@ -182,6 +190,7 @@ class GlowStrategy(Strategy):
             cluster_rows.append(int(member.sum()))
             cluster_return.append(mean_return)
             traded.append(True if self.trade_regimes == "all" else aligned)
+        self._warn_if_model_saw_later_bars(bars)
         self._learned = {
             "threshold": float(np.quantile(ll, self.quantile)), "ll_min": float(ll.min()),
             "ll_max": float(ll.max()), "latent_dim": dim, "direction": direction,
@@ -192,9 +201,24 @@ class GlowStrategy(Strategy):
                          "accuracy": [None if math.isnan(a) else float(a) for a in accuracy],
                          "cluster_rows": cluster_rows,
                          "cluster_mean_return": [None if math.isnan(r) else r for r in cluster_return],
-                         "model": self._model_source},
+                         "model": self._model_source,
+                         "model_trained_until": None if self._model_end is None else self._model_end.isoformat()},
         }
         self._event = None
+
+    def _warn_if_model_saw_later_bars(self, bars: pd.DataFrame) -> None:
+        """The flow itself is not refitted per fold: when its checkpoint says it was trained on candles after the
+        training fold, its likelihoods of the test bars are in-sample (a look-ahead this class cannot undo)."""
+        if self._model_end is None or "time" not in bars or not len(bars):
+            return
+        fold_end = pd.Timestamp(bars["time"].iat[-1])
+        model_end = self._model_end
+        if (fold_end.tzinfo is None) != (model_end.tzinfo is None):
+            fold_end, model_end = (t.tz_localize("UTC") if t.tzinfo is None else t for t in (fold_end, model_end))
+        if model_end > fold_end:
+            warnings.warn(f"the glow model in {self._model_source} was trained on candles up to {model_end}, after "
+                          f"this training fold ends ({fold_end}): its likelihoods of later bars are in-sample; "
+                          f"train it on candles before the test period for an honest backtest", stacklevel=3)
 
     def state(self) -> dict[str, Any]:
         """The parameters and everything learned, JSON-safe (no arrays, no pickle)."""
