@@ -66,10 +66,73 @@ class TrainingSettings(Section):
     out: str = "runs"
 
 
+class MarketSettings(Section):
+    """One traded market: a symbol × interval run by one strategy (its params, its model checkpoint if any)."""
+
+    symbol: str = "BTCUSDT"
+    interval: str = "1h"
+    strategy: str = "sma-crossover"
+    params: dict = Field(default_factory=dict)
+    model: str | None = None
+    allow_short: bool = False
+    capital_share: float | None = Field(None, gt=0, le=1, description="share of capital; default an equal split")
+
+    @field_validator("interval")
+    @classmethod
+    def _known_interval(cls, value: str) -> str:
+        try:
+            return parse_timeframe(value).name
+        except MarketSynthError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("symbol")
+    @classmethod
+    def _upper_symbol(cls, value: str) -> str:
+        return value.strip().upper()
+
+
+class RiskSettings(Section):
+    """Risk limits checked before every order (``trading.service.risk``); None switches a control off."""
+
+    max_position_notional: float | None = Field(None, gt=0, description="per symbol, in USDT")
+    max_total_notional: float | None = Field(None, gt=0, description="all symbols together, in USDT")
+    max_leverage: float | None = Field(None, gt=0, description="total notional / equity")
+    stop_loss: float | None = Field(None, gt=0, lt=1, description="fraction of the entry price")
+    take_profit: float | None = Field(None, gt=0, description="fraction of the entry price")
+    daily_loss_limit: float | None = Field(None, gt=0, lt=1, description="fraction of the day's starting equity")
+    max_drawdown: float | None = Field(None, gt=0, lt=1, description="kill switch: fraction below the high-water mark")
+    cooldown_bars: int = Field(0, ge=0, description="bars without new entries after a stop-loss")
+    max_orders_per_minute: int | None = Field(None, gt=0)
+
+
+class TradeSettings(Section):
+    """``marketsynth trade``: the paper/live trading service."""
+
+    mode: Literal["paper", "live"] = "paper"
+    exchange: Literal["bybit", "binance"] = "bybit"
+    base_url: str | None = None
+    store: str = "marketsynth.duckdb"
+    capital: float = Field(10_000.0, gt=0)
+    fee_maker: float | None = Field(None, ge=0, lt=0.1)
+    fee_taker: float | None = Field(None, ge=0, lt=0.1)
+    slippage_bps: float = Field(0.0, ge=0, lt=10_000)
+    leverage: float = Field(1.0, ge=1)
+    funding: str = Field("none", description="none, auto (the stored series) or a rate per 8 h")
+    markets: list[MarketSettings] = Field(
+        default_factory=lambda: [MarketSettings(interval="15m"), MarketSettings(interval="1h")], min_length=1)
+    risk: RiskSettings = Field(default_factory=RiskSettings)
+    poll_seconds: float = Field(5.0, gt=0, description="extra wait after a candle closes before asking for it")
+    history_bars: int = Field(500, ge=2, description="closed bars loaded before the first decision")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8787, ge=0, le=65535)
+    secrets_file: str | None = None
+
+
 class Settings(Section):
     data: DataSettings = Field(default_factory=DataSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    trade: TradeSettings = Field(default_factory=TradeSettings)
 
 
 def load_settings(path: str | Path) -> Settings:
@@ -86,7 +149,8 @@ def load_settings(path: str | Path) -> Settings:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections (data, model, training), got {type(raw).__name__}")
+        raise ConfigError(f"{path}: expected a mapping of sections (data, model, training, trade), got "
+                          f"{type(raw).__name__}")
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
