@@ -127,8 +127,11 @@ def test_trades_only_above_the_threshold_in_traded_regimes_sized_by_the_likeliho
     assert (rows.loc[active, "log_likelihood"] >= state["threshold"]).all()
     assert rows.loc[active, "traded"].all()
     assert (rows.loc[~rows["above"] | ~rows["traded"], "target"] == 0).all()
-    size = np.clip((rows["log_likelihood"] - state["ll_min"]) / (state["ll_max"] - state["ll_min"]), 0, 1)
+    cuts = np.asarray(state["size_cuts"])
+    assert len(cuts) == 3 and (np.diff(cuts) >= 0).all() and cuts[0] >= state["threshold"]  # 4 steps by default
+    size = (1 + (rows["log_likelihood"].to_numpy()[:, None] >= cuts).sum(axis=1)) / 4
     np.testing.assert_array_equal(rows["size"], size)
+    assert set(np.unique(rows.loc[active, "size"])) <= {0.25, 0.5, 0.75, 1.0}  # stepped: few resizing orders
     expected = state["direction"] * np.sign(rows["latent"]) * rows["size"]
     np.testing.assert_array_equal(rows.loc[active, "target"], expected[active])
     assert (table["target"].iloc[:WARMUP_BARS] == 0).all() and table["size"].iloc[:WARMUP_BARS].isna().all()

@@ -6,7 +6,9 @@ Every bar after the features' warm-up is described by its 16 features (``markets
 
 Learned by ``fit`` on the training fold only (bars after it are never read; ``state()`` holds them as plain numbers):
 
-- ``threshold``: the ``quantile`` of the training rows' ``ll``; ``ll_min``, ``ll_max``: their range;
+- ``threshold``: the ``quantile`` of the training rows' ``ll``; ``ll_min``, ``ll_max``: their range; ``size_cuts``:
+  the ``k / size_steps`` quantiles (k = 1 … size_steps − 1) of the ``ll`` of the training rows at or above the
+  threshold;
 - ``latent_dim``: the given dimension, or with ``"auto"`` the one whose sign best predicts the sign of the forward
   return ``log(close[i + horizon] / close[i])`` on the training rows that have one (highest share of rows where
   ``sign(direction × z_d) == sign(return)``, rows with a zero return left out; the lowest index on ties);
@@ -19,10 +21,12 @@ Learned by ``fit`` on the training fold only (bars after it are never read; ``st
 
 The signal of a bar with features (bars before the warm-up are flat, confidence NaN):
 
-- ``size = clip((ll - ll_min) / (ll_max - ll_min), 0, 1)`` (1 when the training range is empty);
+- ``size = (1 + number of size_cuts <= ll) / size_steps``: the likelihood normalised by its rank among the
+  training fold's likely rows, in ``size_steps`` steps (the likeliest quarter of them trades full size with 4
+  steps). Ranks, because log-likelihoods have a long low tail that would squeeze a min-max scale into on/off; steps,
+  because a size that moved with every bar's likelihood would resize the position (an order, a fee) on every bar;
 - ``target = direction × sign(z[latent_dim]) × size`` when ``ll >= threshold`` and the bar's regime is traded,
-  else 0; a short target is 0 unless ``allow_short``. Sizes vary from bar to bar, so a held position is resized
-  (an order) whenever its bar's likelihood changes;
+  else 0; a short target is 0 unless ``allow_short``;
 - ``confidence = size`` on every bar with features, traded or not.
 
 The flow itself is trained beforehand (``marketsynth train --model glow``) and is not refitted per fold: ``fit``
@@ -68,6 +72,7 @@ class GlowStrategy(Strategy):
     needs_model: ClassVar[str | None] = "glow"
 
     quantile: float = 0.5
+    size_steps: int = 4
     latent_dim: str = "auto"
     clusters: int = 4
     trade_regimes: str = "aligned"
@@ -83,6 +88,9 @@ class GlowStrategy(Strategy):
         self._event: _EventState | None = None
 
     def validate(self) -> None:
+        if self.size_steps < 1:
+            raise ConfigError(f"glow: size_steps is the number of position sizes (1 = always full size), got "
+                              f"{self.size_steps}")
         if not 0.0 <= self.quantile < 1.0:
             raise ConfigError(f"glow: quantile is the likelihood threshold as a quantile of the training bars' "
                               f"log-likelihoods, in [0, 1) (0.5 trades the likelier half), got {self.quantile}")
@@ -193,7 +201,9 @@ class GlowStrategy(Strategy):
         self._warn_if_model_saw_later_bars(bars)
         self._learned = {
             "threshold": float(np.quantile(ll, self.quantile)), "ll_min": float(ll.min()),
-            "ll_max": float(ll.max()), "latent_dim": dim, "direction": direction,
+            "ll_max": float(ll.max()), "size_cuts": _size_cuts(ll, float(np.quantile(ll, self.quantile)),
+                                                               self.size_steps),
+            "latent_dim": dim, "direction": direction,
             "centers": centers.tolist(), "traded": traded,
             "training": {"bars": n, "rows": int(len(ll)), "rows_with_return": int(known.sum()),
                          "start": str(bars["time"].iat[0]) if "time" in bars else None,
@@ -235,7 +245,8 @@ class GlowStrategy(Strategy):
             fresh = type(self)(**dict(state["params"]))
             centers = np.asarray(state["centers"], dtype=np.float64)
             learned = {"threshold": float(state["threshold"]), "ll_min": float(state["ll_min"]),
-                       "ll_max": float(state["ll_max"]), "latent_dim": int(state["latent_dim"]),
+                       "ll_max": float(state["ll_max"]), "size_cuts": [float(c) for c in state["size_cuts"]],
+                       "latent_dim": int(state["latent_dim"]),
                        "direction": float(state["direction"]), "centers": centers.tolist(),
                        "traded": [bool(t) for t in state["traded"]], "training": dict(state.get("training") or {})}
         except (KeyError, TypeError, ValueError) as exc:
@@ -253,8 +264,8 @@ class GlowStrategy(Strategy):
         """Per-row decisions from latent codes and log-likelihoods; elementwise only, so a row's result does not
         depend on the other rows given with it."""
         learned = self._learned
-        span = learned["ll_max"] - learned["ll_min"]
-        size = np.clip((ll - learned["ll_min"]) / span, 0.0, 1.0) if span > 0 else np.ones(len(ll))
+        cuts = np.asarray(learned["size_cuts"], dtype=np.float64)
+        size = (1.0 + (ll[:, None] >= cuts[None, :]).sum(axis=1)) / (len(cuts) + 1)
         latent = z[:, learned["latent_dim"]]
         regime = nearest(z, np.asarray(learned["centers"]))
         traded = np.asarray(learned["traded"], dtype=bool)[regime]
@@ -416,3 +427,11 @@ def _kmeans(z: np.ndarray, k: int, seed: int) -> np.ndarray:
                         f"clusters or use a longer training fold")
     with threadpool_limits(1):  # tiny problem: OpenMP threads on shared cores only wait for each other
         return KMeans(n_clusters=k, n_init=10, random_state=seed).fit(z).cluster_centers_.astype(np.float64)
+
+
+def _size_cuts(ll: np.ndarray, threshold: float, steps: int) -> list[float]:
+    """The ``k / steps`` quantiles (k = 1 … steps − 1) of the log-likelihoods at or above the threshold."""
+    likely = ll[ll >= threshold]
+    if steps <= 1 or len(likely) == 0:
+        return []
+    return [float(q) for q in np.quantile(likely, np.arange(1, steps) / steps)]
