@@ -56,7 +56,7 @@ class ModelSettings(Section):
 
 
 class TrainingSettings(Section):
-    epochs: int = Field(50, gt=0)
+    epochs: int | None = Field(None, gt=0)  # None: the model's own default_epochs
     batch_size: int = Field(64, gt=0)
     gen_lr: float = Field(2e-4, gt=0)
     disc_lr: float = Field(2e-4, gt=0)

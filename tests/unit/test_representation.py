@@ -19,9 +19,7 @@ from marketsynth.representation import (
     REPRESENTATIONS,
     LogReturnRepresentation,
     MinMaxOHLCV,
-    Windows,
     candles_frame,
-    chronological_split,
     create_sequences,
     make_representation,
     representation_from_dict,
@@ -410,27 +408,3 @@ def test_windows_infer_the_bar_length_and_check_order():
         windows_from_bars(bars.iloc[::-1], rep, 5)
     with pytest.raises(DataError, match="needs 50 consecutive bars.*longest gap-free run has 29"):
         windows_from_bars(bars, rep, 49)
-
-
-@HYP
-@given(st.integers(1, 12), st.integers(1, 4), st.floats(0.05, 0.5))
-def test_chronological_split_has_no_overlap(seq_len, stride, val_fraction):
-    windows = windows_from_bars(real_bars().iloc[:400], fitted("log-returns", "standard"), seq_len, stride)
-    train, val = chronological_split(windows, val_fraction, stride=stride)
-    assert isinstance(train, Windows) and isinstance(val, Windows)
-    assert np.array_equal(val.start_index, windows.start_index[-len(val.features) :])  # the latest, in order
-    assert np.array_equal(train.start_index, windows.start_index[: len(train.features)])
-    assert train.start_index[-1] + seq_len - 1 < val.start_index[0]  # last training bar before first val bar
-    dropped = len(windows.features) - len(train.features) - len(val.features)
-    assert dropped == -(-seq_len // stride) - 1  # only the overlapping windows are dropped
-    plain_train, plain_val = chronological_split(windows.features, val_fraction, stride=stride)
-    assert np.array_equal(plain_train, train.features) and np.array_equal(plain_val, val.features)
-
-
-def test_chronological_split_rejects_bad_arguments():
-    with pytest.raises(ConfigError):
-        chronological_split(np.zeros((10, 3, 5)), 0.0)
-    with pytest.raises(ConfigError):
-        chronological_split(np.zeros((10, 3, 5)), 1.0)
-    with pytest.raises(DataError, match="too few"):
-        chronological_split(np.zeros((3, 3, 5)), 0.2)

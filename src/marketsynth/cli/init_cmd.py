@@ -9,6 +9,7 @@ import typer
 from marketsynth.cli.common import console
 from marketsynth.config import load_settings
 from marketsynth.errors import ConfigError
+from marketsynth.models.registry import DEFAULT_MODEL, MODELS, model_names
 
 TEMPLATE = """\
 # marketsynth configuration. Every key is optional; these are the defaults.
@@ -24,14 +25,14 @@ data:
   base_url: null           # override the exchange URL (testnet, a proxy, a local fake exchange)
 
 model:
-  name: autoregressive     # autoregressive | dcgan | wgan-gp | timegan | garch | cgan | glow
+  name: {model}     # {models}
   representation: log-returns  # log-returns (scale-free) | log-returns-level (+ price level) | minmax-ohlcv
   seq_len: 24              # bars per training window
   latent_dim: 100
   options: {{}}             # model-specific settings, e.g. {{n_critic: 5}} for wgan-gp
 
 training:
-  epochs: 50
+  epochs: null             # null: each model's own default ({epochs})
   batch_size: 64
   gen_lr: 0.0002
   disc_lr: 0.0002
@@ -55,6 +56,8 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"write the config as YAML (.yaml or .yml), not '{output.suffix}'")
         if not output.parent.exists():
             raise ConfigError(f"folder {output.parent} does not exist")
-        output.write_text(TEMPLATE.format(name=output.name))
+        output.write_text(TEMPLATE.format(
+            name=output.name, model=DEFAULT_MODEL, models=" | ".join(model_names()),
+            epochs=", ".join(f"{n} {c.default_epochs}" for n, c in MODELS.items())))
         load_settings(output)  # the template must always validate
         console.print(f"wrote {output}; edit it, then run: marketsynth fetch --config {output}")

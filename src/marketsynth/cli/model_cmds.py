@@ -84,7 +84,7 @@ def train(
     with one_line_warnings(), stage_display() as progress:
         result = api.train(
             name, source=source, representation=representation or settings.model.representation, config=model_config,
-            epochs=epochs or (ts.epochs if "epochs" in ts.model_fields_set else None),
+            epochs=epochs or ts.epochs,
             seed=ts.seed if seed is None else seed, device=device or ts.device,
             out=out, checkpoint_every=checkpoint_every or ts.checkpoint_every, resume=resume,
             overwrite=overwrite, val_fraction=val_fraction, progress=progress, label_column=label_column,

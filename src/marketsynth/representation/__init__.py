@@ -16,7 +16,6 @@ from marketsynth.representation.encoding import (
 )
 from marketsynth.representation.windows import (
     Windows,
-    chronological_split,
     create_sequences,
     take_windows,
     window_starts,
@@ -26,7 +25,7 @@ from marketsynth.representation.windows import (
 __all__ = [
     "OHLCV", "REPRESENTATIONS", "SCALINGS", "LogReturnLevelRepresentation", "LogReturnRepresentation", "MinMaxOHLCV",
     "Representation",
-    "Windows", "candles_frame", "chronological_split", "create_sequences", "follows_previous_bar",
+    "Windows", "candles_frame", "create_sequences", "follows_previous_bar",
     "make_representation", "representation_from_dict", "take_windows", "valid_ohlcv", "window_starts",
     "windows_from_bars",
 ]

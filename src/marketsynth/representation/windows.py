@@ -8,7 +8,6 @@ starts. Everything that needs windows of bars (models, evaluation, regimes) cuts
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
@@ -78,33 +77,6 @@ def windows_from_bars(
         )
     close = bars["close"].to_numpy(dtype=np.float64)
     return Windows(take_windows(features, starts, seq_len), close[starts - 1], starts)
-
-
-def chronological_split(windows: Windows | np.ndarray, val_fraction: float = 0.2, *, stride: int = 1):
-    """``(train, val)``: the last ``val_fraction`` of windows (in time order) for validation, no shuffling.
-
-    The ``ceil(seq_len / stride) - 1`` training windows just before the boundary share bars with the first
-    validation window, so they are dropped: no bar is in both sets.
-    """
-    if not 0 < val_fraction < 1:
-        raise ConfigError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
-    if stride < 1:
-        raise ConfigError(f"stride must be at least 1, got {stride}")
-    array = windows.features if isinstance(windows, Windows) else np.asarray(windows)
-    n, seq_len = len(array), array.shape[1]
-    purge = math.ceil(seq_len / stride) - 1
-    n_val = max(1, round(n * val_fraction))
-    n_train = n - n_val - purge
-    if n_train < 1:
-        raise DataError(
-            f"{n} windows are too few to split: need at least {n_val + purge + 1} "
-            f"({n_val} for validation, {purge} dropped at the boundary, 1 for training)"
-        )
-
-    def part(sl: slice):
-        return Windows(*(a[sl] for a in windows)) if isinstance(windows, Windows) else array[sl]
-
-    return part(slice(0, n_train)), part(slice(n - n_val, n))
 
 
 def _window_view(features: np.ndarray, seq_len: int, stride: int) -> np.ndarray:
