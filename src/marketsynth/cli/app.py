@@ -38,6 +38,7 @@ def _register_commands() -> None:
     from marketsynth.cli import (
         data_cmds,
         evaluate_cmd,
+        experiment_cmds,
         fetch_cmd,
         init_cmd,
         loglik_cmd,
@@ -48,7 +49,7 @@ def _register_commands() -> None:
     )
 
     for module in (init_cmd, fetch_cmd, data_cmds, model_cmds, loglik_cmd, evaluate_cmd, scenarios_cmd, pipeline_cmds,
-                   trading_cmds):
+                   trading_cmds, experiment_cmds):
         module.register(app)
 
 

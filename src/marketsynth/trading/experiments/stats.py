@@ -52,8 +52,8 @@ def mean_ci(values: Sequence[float | None], *, seed: int = 0, confidence: float 
 
 def paired(a: Sequence[float | None], b: Sequence[float | None], *, seed: int = 0,
            confidence: float = CONFIDENCE, resamples: int = RESAMPLES) -> dict[str, Any]:
-    """``mean_ci`` of ``a[i] - b[i]`` over the units where both are defined, plus the share of units where
-    ``a > b`` (``wins``)."""
+    """``mean_ci`` of ``a[i] - b[i]`` over the units where both are defined, plus the shares of units where
+    ``a > b`` (``wins``) and ``a < b`` (``losses``)."""
     if len(a) != len(b):
         raise ValueError(f"paired differences need the same units: {len(a)} vs {len(b)} values")
     diffs = [None if x is None or y is None or not (math.isfinite(x) and math.isfinite(y)) else float(x) - float(y)
@@ -61,6 +61,7 @@ def paired(a: Sequence[float | None], b: Sequence[float | None], *, seed: int = 
     out = mean_ci(diffs, seed=seed, confidence=confidence, resamples=resamples)
     defined = _defined(diffs)
     out["wins"] = float(np.mean(defined > 0)) if len(defined) else None
+    out["losses"] = float(np.mean(defined < 0)) if len(defined) else None
     return out
 
 
