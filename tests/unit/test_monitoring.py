@@ -102,10 +102,14 @@ def test_risk_latency_lag_errors():
     m.risk_action("stop_loss")
     m.risk_action("Daily-Loss-Limit")  # case and dashes normalised
     m.risk_action("max_drawdown")
+    m.risk_action("cooldown_bars")  # the trading config's setting names map to the controls
+    m.risk_action("max_orders_per_minute")
     assert value(m, "marketsynth_risk_actions_total", control="stop_loss") == 1
     assert value(m, "marketsynth_risk_actions_total", control="daily_loss_limit") == 1
     assert value(m, "marketsynth_risk_actions_total", control="max_drawdown") == 1
-    assert sum(value(m, "marketsynth_risk_actions_total", control=c) for c in RISK_CONTROLS) == 3
+    assert value(m, "marketsynth_risk_actions_total", control="cooldown") == 1
+    assert value(m, "marketsynth_risk_actions_total", control="max_order_rate") == 1
+    assert sum(value(m, "marketsynth_risk_actions_total", control=c) for c in RISK_CONTROLS) == 5
     for seconds in (0.3, 4.0, 45.0, -1.0):  # a negative latency (clock skew) counts as 0
         m.signal_latency(seconds)
     assert value(m, "marketsynth_signal_latency_seconds_count") == 4

@@ -84,6 +84,13 @@ RISK_CONTROLS = ("max_position_notional", "max_total_notional", "max_leverage", 
                  "daily_loss_limit", "max_drawdown", "cooldown", "max_order_rate", "halted", "reconcile_mismatch",
                  "other")
 
+#: Other names of the same controls (the trading config's setting names, common words) -> the label value.
+RISK_ALIASES = {"cooldown_bars": "cooldown", "max_orders_per_minute": "max_order_rate", "order_rate": "max_order_rate",
+                "kill_switch": "max_drawdown", "drawdown": "max_drawdown", "daily_loss": "daily_loss_limit",
+                "max_leverage_limit": "max_leverage", "position_notional": "max_position_notional",
+                "total_notional": "max_total_notional", "halt": "halted", "reduce_only": "halted",
+                "reconciliation": "reconcile_mismatch", "reconcile": "reconcile_mismatch"}
+
 #: Exchange error kinds. ``exchange_error`` also takes the exception itself and classifies it by type only.
 ERROR_KINDS = ("rate_limit", "timeout", "network", "unreachable", "server_error", "invalid_response", "auth",
                "clock_skew", "transient", "order_rejected", "order_state_unknown", "exchange", "other")
@@ -248,7 +255,9 @@ class ServiceMetrics:
 
     # -- risk, latency, data, errors --------------------------------------------------------------------------
     def risk_action(self, control: str) -> None:
-        """A risk control acted (one of ``RISK_CONTROLS``)."""
+        """A risk control acted: one of ``RISK_CONTROLS``, or its config setting's name (``RISK_ALIASES``)."""
+        if isinstance(control, str):
+            control = RISK_ALIASES.get(_normalise(control), control)
         self._risk.labels(control=self._label(control, RISK_CONTROLS, "risk control")).inc()
 
     def signal_latency(self, seconds: float) -> None:
