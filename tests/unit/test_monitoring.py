@@ -240,8 +240,8 @@ def test_bad_numbers_are_dropped_without_raising():
 T0 = datetime(2024, 5, 1, 12, 0, 5, tzinfo=UTC)
 
 
-def fresh(poll=30.0, factor=3.0, timeframe=900.0, grace=60.0):
-    m = ServiceMetrics(poll_seconds=poll, loop_factor=factor, timeframe_seconds=timeframe, grace_seconds=grace)
+def fresh(loop=30.0, factor=3.0, timeframe=900.0, grace=60.0):
+    m = ServiceMetrics(loop_interval_seconds=loop, loop_factor=factor, timeframe_seconds=timeframe, grace_seconds=grace)
     m.candle(T0, T0 - timedelta(seconds=5))  # the 12:00 close, seen 5 s later
     m.loop_finished(T0)
     return m
@@ -265,7 +265,7 @@ def test_health_true_when_loop_recent_and_data_fresh():
 
 def test_health_false_when_the_loop_stalls():
     m = fresh()
-    ok, detail = m.health(T0 + timedelta(seconds=91))  # 3 polls of 30 s: the limit is 90 s
+    ok, detail = m.health(T0 + timedelta(seconds=91))  # 3 loop intervals of 30 s: the limit is 90 s
     assert not ok
     assert detail["problems"] == ["the last loop finished 91 s ago (limit 90 s)"]
 
@@ -292,7 +292,7 @@ def test_health_takes_any_time_type(kind):
 
 
 def test_health_settings_are_checked():
-    with pytest.raises(ValueError, match="poll_seconds"):
-        ServiceMetrics(poll_seconds=0)
+    with pytest.raises(ValueError, match="loop_interval_seconds"):
+        ServiceMetrics(loop_interval_seconds=0)
     with pytest.raises(ValueError, match="grace_seconds"):
         ServiceMetrics(grace_seconds=-1)

@@ -133,21 +133,24 @@ class ServiceMetrics:
     """The trading service's metrics and health.
 
     Health (``health(now)``): healthy only when the last loop iteration finished at most
-    ``loop_factor * poll_seconds`` ago and the newest candle processed closed at most ``timeframe_seconds +
-    grace_seconds`` ago. Pass the shortest timeframe the service trades: the newest candle of any market counts.
-    Before the first loop and the first candle the service is not healthy.
+    ``loop_factor * loop_interval_seconds`` ago and the newest candle processed closed at most ``timeframe_seconds +
+    grace_seconds`` ago. ``loop_interval_seconds`` is how often the loop runs: a service that steps once per candle
+    close passes its shortest timeframe (plus its poll wait), one that polls on a timer passes the timer's period.
+    ``timeframe_seconds`` is the shortest timeframe the service trades: the newest candle of any market counts.
+    ``grace_seconds`` covers the wait after a close and the sync. Before the first loop and the first candle the
+    service is not healthy.
     """
 
-    def __init__(self, registry: CollectorRegistry | None = None, *, poll_seconds: float = 60.0,
+    def __init__(self, registry: CollectorRegistry | None = None, *, loop_interval_seconds: float = 60.0,
                  loop_factor: float = 3.0, timeframe_seconds: float = 3600.0, grace_seconds: float = 120.0):
-        for name, value in (("poll_seconds", poll_seconds), ("loop_factor", loop_factor),
+        for name, value in (("loop_interval_seconds", loop_interval_seconds), ("loop_factor", loop_factor),
                             ("timeframe_seconds", timeframe_seconds)):
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f"ServiceMetrics {name} must be a positive number, got {value!r}")
         if not (isinstance(grace_seconds, int | float) and math.isfinite(grace_seconds) and grace_seconds >= 0):
             raise ValueError(f"ServiceMetrics grace_seconds must be a number >= 0, got {grace_seconds!r}")
         self.registry = CollectorRegistry(auto_describe=True) if registry is None else registry
-        self.poll_seconds, self.loop_factor = float(poll_seconds), float(loop_factor)
+        self.loop_interval_seconds, self.loop_factor = float(loop_interval_seconds), float(loop_factor)
         self.timeframe_seconds, self.grace_seconds = float(timeframe_seconds), float(grace_seconds)
         self._lock = threading.Lock()
         self._high_water: float | None = None
@@ -307,7 +310,7 @@ class ServiceMetrics:
         t = _seconds(now)
         with self._lock:
             last_loop, newest = self._last_loop, self._newest_close
-        max_loop_age = self.loop_factor * self.poll_seconds
+        max_loop_age = self.loop_factor * self.loop_interval_seconds
         max_candle_age = self.timeframe_seconds + self.grace_seconds
         loop_age = None if last_loop is None else t - last_loop
         candle_age = None if newest is None else t - newest
