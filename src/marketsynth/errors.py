@@ -5,6 +5,19 @@ Messages name the problem and the fix, e.g.
 """
 
 
+import difflib
+from collections.abc import Iterable
+
+
+def did_you_mean(name: object, choices: Iterable[str], cutoff: float = 0.5) -> str:
+    """``" (did you mean X?)"`` for the choice closest to ``name``, or ``""``: the one suggestion rule of every
+    one-line error about an unknown name."""
+    close = difflib.get_close_matches(str(name).strip().lower(), [str(c) for c in choices], n=1, cutoff=cutoff)
+    if not close:  # spellings such as 1M or D are case-sensitive choices
+        close = difflib.get_close_matches(str(name).strip(), [str(c) for c in choices], n=1, cutoff=cutoff)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 class MarketSynthError(Exception):
     """Root of every error a user can cause or fix."""
 

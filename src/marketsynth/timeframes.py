@@ -6,13 +6,12 @@ accepted anywhere a timeframe is. Note ``1m`` is one minute and ``1M`` one month
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from marketsynth.errors import ConfigError
+from marketsynth.errors import ConfigError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -97,8 +96,7 @@ def parse_timeframe(value: str | Timeframe) -> Timeframe:
     text = str(value).strip()
     found = _BY_SPELLING.get(text)
     if found is None:
-        close = difflib.get_close_matches(text, list(_BY_SPELLING), n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
+        hint = did_you_mean(text, _BY_SPELLING, cutoff=0.6)
         names = ", ".join(tf.name for tf in _TABLE)
         raise ConfigError(f"unknown interval '{text}'{hint}; use one of {names} (Bybit codes like 60 or D work too)")
     return found

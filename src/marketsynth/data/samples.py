@@ -12,14 +12,13 @@ data, and with the 1-day rule no window of 24 trading days would exist at all.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from dataclasses import dataclass
 
 import pandas as pd
 
 from marketsynth.data.bars import as_bars
-from marketsynth.errors import ConfigError, DataError
+from marketsynth.errors import ConfigError, DataError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -46,8 +45,7 @@ def get_sample(name: str) -> Sample:
     """The sample called ``name``; a one-line ConfigError listing the names otherwise."""
     sample = SAMPLES.get(str(name).strip().lower())
     if sample is None:
-        close = difflib.get_close_matches(str(name).lower(), list(SAMPLES), n=1, cutoff=0.5)
-        hint = f" (did you mean {close[0]}?)" if close else ""
+        hint = did_you_mean(name, SAMPLES)
         raise ConfigError(f"unknown sample '{name}'{hint}; choose one of {', '.join(SAMPLES)}")
     return sample
 

@@ -7,9 +7,7 @@ typed itself. ``DEFAULT_MODEL`` is the one default: the best model in BENCHMARKS
 
 from __future__ import annotations
 
-import difflib
-
-from marketsynth.errors import ModelError
+from marketsynth.errors import ModelError, did_you_mean
 from marketsynth.models.autoregressive import AutoregressiveModel
 from marketsynth.models.base import GenerativeModel
 from marketsynth.models.capabilities import Conditional
@@ -46,8 +44,7 @@ def get_model_class(name: str) -> type[GenerativeModel]:
     """The class registered as ``name``; a ModelError with a suggestion otherwise."""
     cls = MODELS.get(str(name).strip().lower())
     if cls is None:
-        close = difflib.get_close_matches(str(name).lower(), list(MODELS), n=1, cutoff=0.5)
-        hint = f" (did you mean {close[0]}?)" if close else ""
+        hint = did_you_mean(name, MODELS)
         raise ModelError(f"unknown model '{name}'{hint}; choose one of {', '.join(MODELS)}")
     return cls
 

@@ -14,7 +14,6 @@ legacy encoding (raw columns min-max scaled); it is not scale-free and has to re
 
 from __future__ import annotations
 
-import difflib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
@@ -23,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from marketsynth.data.bars import time_breaks, valid_candles
-from marketsynth.errors import ConfigError, DataError, ModelError
+from marketsynth.errors import ConfigError, DataError, ModelError, did_you_mean
 from marketsynth.scaling import AffineScaler
 
 OHLCV = ("open", "high", "low", "close", "volume")
@@ -239,8 +238,7 @@ def make_representation(name: str, **kwargs) -> Representation:
     """Build a representation by name, e.g. ``make_representation("log-returns", scaling="minmax")``."""
     cls = REPRESENTATIONS.get(name)
     if cls is None:
-        close = difflib.get_close_matches(str(name), list(REPRESENTATIONS), n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
+        hint = did_you_mean(name, REPRESENTATIONS, cutoff=0.6)
         raise ConfigError(f"unknown representation '{name}'{hint}; use one of {', '.join(REPRESENTATIONS)}")
     return cls(**kwargs)
 

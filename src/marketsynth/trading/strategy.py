@@ -27,13 +27,12 @@ training bars, trade its test bars). Strategies that need a trained generative m
 
 from __future__ import annotations
 
-import difflib
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from marketsynth.errors import ConfigError, DataError, MarketSynthError
+from marketsynth.errors import ConfigError, DataError, MarketSynthError, did_you_mean
 
 SIZINGS = ("fraction", "quantity")
 _TRUE = {"1", "true", "yes", "y", "on"}
@@ -168,8 +167,7 @@ class Strategy:
         names = self.parameter_names()
         for key, value in params.items():
             if key not in names:
-                close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
-                hint = f" (did you mean {close[0]}?)" if close else ""
+                hint = did_you_mean(key, names)
                 raise ConfigError(f"unknown parameter '{key}' for {self.name}{hint}; its parameters: "
                                   f"{', '.join(names)}")
             setattr(self, key, _coerce(value, getattr(type(self), key), key, self.name))

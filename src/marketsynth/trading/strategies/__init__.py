@@ -6,13 +6,12 @@ not pay for torch, which the learned strategies import. A listed module that doe
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.util
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from marketsynth.errors import ConfigError
+from marketsynth.errors import ConfigError, did_you_mean
 from marketsynth.trading.strategy import Strategy
 
 _TABLE: dict[str, tuple[str, str]] = {
@@ -62,8 +61,7 @@ def get_strategy_class(name: str) -> type[Strategy]:
     """The class registered as ``name``; a ConfigError with a suggestion otherwise."""
     key = str(name).strip().lower()
     if key not in STRATEGIES:
-        close = difflib.get_close_matches(key, list(STRATEGIES), n=1, cutoff=0.5)
-        hint = f" (did you mean {close[0]}?)" if close else ""
+        hint = did_you_mean(key, STRATEGIES)
         raise ConfigError(f"unknown strategy '{name}'{hint}; choose one of {', '.join(STRATEGIES)}")
     return STRATEGIES[key]
 
