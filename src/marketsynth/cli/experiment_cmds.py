@@ -160,6 +160,9 @@ def stress(
     params = _with_device(strategy, parse_params(param), device)
     cls = get_strategy_class(strategy)
     checkpoint = _checkpoint(generator, device)
+    from marketsynth.generation import regime_conditions
+
+    regime_conditions(checkpoint.model, regime, 1)  # an unknown regime fails before any data is read
     saved = None
     if model is not None and cls.needs_model is None:
         if not cls.learns:
@@ -192,8 +195,9 @@ def stress(
         run.write(settings=result.settings)
     g = result.settings["generator"]
     how = f"regime {regime}" if regime else f"temperature {temperature or 1:g}"
-    table = Table(title=f"stress: {chosen.name} over {num} paths × {horizon} bars from {g['name']} ({how}); "
-                        f"{result.seconds:.1f} s", title_justify="left")
+    console.print(f"stress: {chosen.name} over {num} paths × {horizon} bars from {g['name']} ({how}); "
+                  f"{result.seconds:.1f} s", markup=False, soft_wrap=True)
+    table = Table()
     table.add_column("statistic")
     table.add_column("value", justify="right")
     for row in stress_rows(result.summary()):

@@ -239,8 +239,8 @@ def summarise(units: list[dict[str, Any]], arms: list[str], *, seed: int = 0) ->
     """Per arm and metric ``stats.mean_ci`` over units; per augmented arm and metric the paired differences
     against ``real`` and ``null`` (units matched by fold and seed)."""
     table = pd.DataFrame(units)
-    summary = {arm: {m: estats.mean_ci(table.loc[table["arm"] == arm, m].tolist(), seed=seed) for m in METRICS}
-               for arm in arms}
+    summary = {arm: {m: estats.mean_ci(table.loc[table["arm"] == arm, m].tolist(), seed=seed)
+                     for m in (*METRICS, "n_trades")} for arm in arms}
     differences = {}
     keyed = {arm: table[table["arm"] == arm].set_index(["fold", "seed"]) for arm in arms}
     for arm in arms:

@@ -15,7 +15,7 @@ from marketsynth.data.io import atomic_path
 from marketsynth.trading.experiments.augment import METRICS, NULL, REAL, AugmentResult
 from marketsynth.trading.experiments.stress import FAN_PERCENTILES, StressResult
 
-ARM_BLOCK = ("total_return", "sharpe", "max_drawdown", "win_rate", "profit_factor", "direction_accuracy")
+ARM_BLOCK = ("total_return", "sharpe", "max_drawdown", "win_rate", "profit_factor", "direction_accuracy", "n_trades")
 LOWER_IS_BETTER = {"max_drawdown"}
 PERCENT = {"total_return", "max_drawdown", "win_rate", "direction_accuracy"}
 
@@ -36,6 +36,8 @@ def arm_label(arm: str, ratio: float | None = None) -> str:
 def _v(value, metric: str = "") -> str:
     if value is None or (isinstance(value, float) and not np.isfinite(value)):
         return "n/a"
+    if metric == "n_trades":
+        return f"{value:.1f}"
     if metric in PERCENT:
         return f"{value * 100:+.2f}%" if metric == "total_return" else f"{value * 100:.2f}%"
     return f"{value:.3f}"
