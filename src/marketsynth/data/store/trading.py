@@ -6,7 +6,7 @@
 - ``orders``: keyed by ``client_id``; ``status`` one of ``ORDER_STATUSES`` (pending → submitted → filled, or
   partially_filled, cancelled, rejected, unknown), ``exchange_id``, ``side``, ``quantity``, ``reduce_only``,
   ``prediction_id``, ``market``, ``reason`` (signal, stop_loss, take_profit, risk, flatten), fills so far,
-  ``created_at``/``updated_at`` (ms) and a ``note`` (why it was rejected or cancelled).
+  ``created_at``/``updated_at`` (ms), a ``note`` (why it was rejected or cancelled) and the ``target`` it serves.
 - ``fills``: one row per order that filled (market orders fill once, in full): quantity, price, fee, time.
 - ``positions``: one row per market: quantity (signed base units), entry price, equity of the market's book,
   realised P&L and fees, updated at.
@@ -41,7 +41,8 @@ TRADING_SCHEMA = [
         side VARCHAR NOT NULL, quantity DOUBLE PRECISION NOT NULL, reduce_only BOOLEAN NOT NULL,
         status VARCHAR NOT NULL, reason VARCHAR NOT NULL, exchange_id VARCHAR,
         filled_quantity DOUBLE PRECISION NOT NULL DEFAULT 0, average_price DOUBLE PRECISION,
-        fee DOUBLE PRECISION, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, note VARCHAR)""",
+        fee DOUBLE PRECISION, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, note VARCHAR,
+        target DOUBLE PRECISION)""",
     """CREATE TABLE IF NOT EXISTS fills (
         client_id VARCHAR PRIMARY KEY, market VARCHAR NOT NULL, symbol VARCHAR NOT NULL, side VARCHAR NOT NULL,
         quantity DOUBLE PRECISION NOT NULL, price DOUBLE PRECISION NOT NULL, fee DOUBLE PRECISION NOT NULL,
@@ -58,7 +59,7 @@ PREDICTION_COLUMNS = ["id", "market", "strategy", "symbol", "timeframe", "decide
                       "confidence", "recorded_at"]
 ORDER_COLUMNS = ["client_id", "prediction_id", "market", "symbol", "side", "quantity", "reduce_only", "status",
                  "reason", "exchange_id", "filled_quantity", "average_price", "fee", "created_at", "updated_at",
-                 "note"]
+                 "note", "target"]
 FILL_COLUMNS = ["client_id", "market", "symbol", "side", "quantity", "price", "fee", "time"]
 POSITION_COLUMNS = ["market", "symbol", "quantity", "entry_price", "equity", "realised_pnl", "fees", "updated_at"]
 _ORDER_UPDATES = ("status", "exchange_id", "filled_quantity", "average_price", "fee", "updated_at", "note")
@@ -85,16 +86,29 @@ class TradingTables:
     ``(sql, params)`` run in one transaction) and ``_trading_rows(sql, params)``; ``?`` is the placeholder."""
 
     # ---- predictions and orders --------------------------------------------------------------------------
-    def record_prediction(self, prediction: dict[str, Any], orders: list[dict[str, Any]] = ()) -> None:
-        """Store a prediction and its pending orders in one transaction (nothing already stored changes)."""
+    def record_prediction(self, prediction: dict[str, Any], orders: list[dict[str, Any]] = (), *,
+                          positions: list[dict[str, Any]] = (), state: dict[str, Any] | None = None) -> None:
+        """Store a prediction and its pending orders in one transaction (nothing already stored changes); a bar
+        without orders may carry the market's ``positions`` and ``state`` keys in the same transaction."""
         statements = [(_insert("model_predictions", PREDICTION_COLUMNS, key="id"),
                        _row(prediction, PREDICTION_COLUMNS))]
+        statements += self._position_statements(list(positions)) + self._state_statements(state or {})
         for order in orders:
             row = {"status": "pending", "filled_quantity": 0.0, "prediction_id": prediction["id"],
                    "updated_at": order.get("created_at"), **order}
             statements.append((_insert("orders", ORDER_COLUMNS, key="client_id"), _row(row, ORDER_COLUMNS)))
         with self._lock:
             self._trading_write(statements)
+
+    def record_predictions(self, predictions: list[dict[str, Any]], *, positions: list[dict[str, Any]] = (),
+                           state: dict[str, Any] | None = None) -> None:
+        """Store predictions that led to no order, with positions and state keys, in one transaction."""
+        sql = _insert("model_predictions", PREDICTION_COLUMNS, key="id")
+        statements = [(sql, _row(p, PREDICTION_COLUMNS)) for p in predictions]
+        statements += self._position_statements(list(positions)) + self._state_statements(state or {})
+        if statements:
+            with self._lock:
+                self._trading_write(statements)
 
     def add_orders(self, orders: list[dict[str, Any]]) -> None:
         """Store pending orders that serve no prediction (a risk control's exit), one transaction."""
