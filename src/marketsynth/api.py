@@ -24,7 +24,6 @@ from marketsynth.data.load import load as load_market_data
 from marketsynth.errors import ConfigError, ModelError
 from marketsynth.models.base import GenerativeModel, History
 from marketsynth.models.capabilities import Conditional
-from marketsynth.models.data import TrainingData
 from marketsynth.models.registry import DEFAULT_MODEL, get_model_class, models_with
 from marketsynth.progress import Progress
 
@@ -97,6 +96,7 @@ def train(model: str = DEFAULT_MODEL, bars: pd.DataFrame | None = None, *, csv=N
     """
     from marketsynth.regimes import bar_labels
     from marketsynth.training import distributed_session, fit_model, resolve_device
+    from marketsynth.training.from_bars import prepare
 
     cls = get_model_class(model)
     if label_column and not issubclass(cls, Conditional):
@@ -120,20 +120,17 @@ def train(model: str = DEFAULT_MODEL, bars: pd.DataFrame | None = None, *, csv=N
             source = {**source_to_dict(market.source), **market.description}
         else:
             source = {**(data_source or {"kind": "frame"}), "bars": len(bars)}  # where ``bars`` came from
+        resumed = None
         if resume:
             loaded = load_checkpoint(out, device=torch_device)
             _check_same_settings(loaded, cls.name, config)
-            net, rep = loaded.model, loaded.representation
-            net.seed = seed
-        else:
-            rep = cls.representation_for(representation)
-            rep = rep.fit(bars) if rep is not None else None
+            resumed = (loaded.model, loaded.representation)
+            loaded.model.seed = seed
         labels = bar_labels(bars, label_column, csv) if label_column else None
-        data = TrainingData(bars, timeframe=interval, representation=rep, val_fraction=val_fraction,
-                            label_column=label_column, bar_labels=labels)
-        if not resume:
-            net = cls(cls.configure(config, data), device=torch_device, seed=seed)
-        arrays = net.training_arrays(data)
+        ready = prepare(cls.name, bars, timeframe=interval, config=config, representation=representation,
+                        val_fraction=val_fraction, label_column=label_column, bar_labels=labels, seed=seed,
+                        device=torch_device, resumed=resumed)
+        net, rep, arrays = ready.model, ready.representation, ready.arrays
         rep_name = rep.name if rep is not None else "bar-features"
         meta = {**source, "representation": rep_name, "windows": arrays.count, **arrays.meta}
         settings = {"representation": rep_name, "val_fraction": val_fraction, "epochs": epochs}
