@@ -45,11 +45,12 @@ def _register_commands() -> None:
         model_cmds,
         pipeline_cmds,
         scenarios_cmd,
+        trade_cmds,
         trading_cmds,
     )
 
     for module in (init_cmd, fetch_cmd, data_cmds, model_cmds, loglik_cmd, evaluate_cmd, scenarios_cmd, pipeline_cmds,
-                   trading_cmds, experiment_cmds):
+                   trading_cmds, experiment_cmds, trade_cmds):
         module.register(app)
 
 

@@ -95,6 +95,7 @@ class TradingService:
         self.crash = crash or CrashPoints()
         self.paper = isinstance(broker, PaperBroker)
         self.start_ms = int(clock.now().value // 1_000_000)
+        self.poll_delay = 0.0
         self.lock = threading.RLock()
         state = store.service_state()
         self.risk = risk.RiskState.from_dict(state.get("risk"))
@@ -127,9 +128,14 @@ class TradingService:
         """Until the clock ends (replay) or forever (live): catch up, then one step per candle close."""
         while True:
             now = self.clock.now()
-            self.step(now)
+            try:
+                self.step(now)
+            except ExchangeError as exc:
+                if self.clock.replay:
+                    raise
+                log.error("loop iteration failed (%s); trying again at the next poll", exc)
             nxt = min(m.tf.floor(now) + m.tf.delta for m in self.markets)
-            if not self.clock.advance(nxt):
+            if not self.clock.advance(nxt + pd.Timedelta(seconds=self.poll_delay)):
                 break
         with self.lock:
             self.flush()
