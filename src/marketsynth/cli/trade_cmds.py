@@ -76,9 +76,11 @@ def trade(
     from marketsynth.trading.service.runner import run_service
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore"):  # one line per request would drown the service's own log
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     summary = run_service(settings, clock=clock, announce=lambda text: err_console.print(text, markup=False))
-    console.print(json.dumps(summary, default=str))
+    typer.echo(json.dumps(summary, default=str))
 
 
 def _clock_pusher(url: str | None):
@@ -100,7 +102,7 @@ def status(config: Path = typer.Option(None, "--config", "-c", help="marketsynth
     held = _held(settings)
     if held is not None:
         answer = httpx.get(f"http://{held.get('host', '127.0.0.1')}:{held['port']}/status", timeout=10.0)
-        console.print(json.dumps(answer.json(), indent=2, default=str))
+        typer.echo(json.dumps(answer.json(), indent=2, default=str))
         return
     from marketsynth.data.store import open_store
 
@@ -115,7 +117,7 @@ def status(config: Path = typer.Option(None, "--config", "-c", help="marketsynth
               "open_orders": open_orders[["client_id", "market", "side", "quantity", "status"]].to_dict("records"),
               "last_signal": state.get("signals", {}),
               "risk": {k: risk.get(k) for k in ("halted", "halt_reason", "daily_stopped", "high_water")}}
-    console.print(json.dumps(report, indent=2, default=str))
+    typer.echo(json.dumps(report, indent=2, default=str))
 
 
 @trade_app.command("resume")

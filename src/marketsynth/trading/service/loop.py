@@ -172,8 +172,10 @@ class TradingService:
                 start = min(start, pd.Timestamp(m.done_ms, unit="ms", tz="UTC") - m.tf.delta * self.history_bars)
             m.first = start
         if self.source is not None:
+            since = m.first if m.bars is None or not len(m.bars) else m.bars["time"].iat[-1] + m.tf.delta
             try:
-                sync_series(self.store, self.source, m.symbol, m.tf, m.first, closed_end, now=now)
+                if since < closed_end:
+                    sync_series(self.store, self.source, m.symbol, m.tf, since, closed_end, now=now)
             except TransientExchangeError as exc:
                 log.warning("%s: candles not synced this time (%s); trying again next poll", m.key, exc)
                 if self.metrics is not None:
