@@ -9,12 +9,14 @@ import pytest
 from marketsynth.data.store import open_store
 from marketsynth.testing.fake_market import read_kline_csv
 from marketsynth.timeframes import parse_timeframe
+from marketsynth.trading.brokers.base import Balance, Broker, Position
 from marketsynth.trading.brokers.paper import PaperBroker
 from marketsynth.trading.costs import Costs
 from marketsynth.trading.engine import backtest
 from marketsynth.trading.service import risk
 from marketsynth.trading.service.clock import ReplayClock
 from marketsynth.trading.service.loop import Market, TradingService
+from marketsynth.trading.service.reconcile import reconcile
 from marketsynth.trading.strategies import create_strategy
 
 
@@ -60,3 +62,40 @@ def test_paper_replay_matches_the_backtest(tmp_path, btc, stop_loss, funding):
         assert len(fills) == (orders["status"] == "filled").sum() > 5
         positions = store.positions()
         assert positions["quantity"].iat[0] == pytest.approx(ledger.q)
+
+
+class _Exchange(Broker):
+    """A broker whose account holds a position the store knows nothing about."""
+
+    def place(self, order):
+        raise AssertionError("a halted service must not open positions")
+
+    def cancel(self, symbol, client_id):
+        return None
+
+    def lookup(self, symbol, client_id):
+        return None
+
+    def positions(self):
+        return {"BTCUSDT": Position("BTCUSDT", 0.5, 100.0, 0.0, 1.0)}
+
+    def balance(self):
+        return Balance(10_000.0, 10_000.0)
+
+    def server_time_ms(self):
+        return 0
+
+
+def test_reconciliation_mismatch_halts_reduce_only(tmp_path, btc):
+    with open_store(tmp_path / "s.duckdb") as store:
+        store.write_bars("binance", "BTCUSDT", "1h", btc)
+        market = Market("BTCUSDT:1h", "BTCUSDT", parse_timeframe("1h"),
+                        create_strategy("sma-crossover", {"fast": 10, "slow": 30}), 10_000.0)
+        clock = ReplayClock(btc["time"].iat[0], btc["time"].iat[200])
+        service = TradingService(store=store, broker=_Exchange(), markets=[market], limits=risk.Limits(),
+                                 clock=clock, exchange="binance", history_bars=10, mode="live")
+        problems = reconcile(service)
+        assert problems and "store holds +0 units but the exchange +0.5" in problems[0]
+        assert service.risk.halted and "reconciliation mismatch" in service.risk.halt_reason
+        service.run()  # every buy the strategy wants is refused: the service only reduces
+        assert store.orders().empty and store.service_state()["risk"]["halted"]
