@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(f"[{time.perf_counter() - began:6.0f} s] {message}", flush=True)
 
-    with run_directory(args.out, kind="benchmark", overwrite=True) as run, pipeline.torch_threads(1):
-        work = run.work
+    with run_directory(args.out, kind="benchmark", overwrite=True) as folder, pipeline.torch_threads(1):
+        work = folder.work
         end = read_bars_file(args.csv)["time"].iloc[-1]
         data = load(FileSource(args.csv, start=end - pd.Timedelta(days=args.days) + pd.Timedelta(hours=1)))
         log(f"{data.label}: {len(data.bars)} bars {data.description['start']} → {data.description['end']}")
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row_from(run["model"], result.results[(run["model"], run["seed"])], kind="model",
                                  **{"train s": run["train_seconds"], "epochs": run["epochs"]}))
             log(f"{run['model']}: {rows[-1]}")
-        run.record["args"] = vars(args)
+        folder.record["args"] = vars(args)
     lines = verdict(rows, rows[0])
     training = f"budget {args.budget_minutes} min per model" if args.budget_minutes > 0 else "default epochs"
     text = (f"{data.label}, {data.description['start'][:16]} → {data.description['end'][:16]} ({len(data.bars)} "
