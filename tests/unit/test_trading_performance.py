@@ -13,6 +13,7 @@ import pytest
 
 from marketsynth.errors import ConfigError, DataError
 from marketsynth.trading import performance as perf
+from marketsynth.trading import verdicts
 
 
 def daily(values, start="2024-01-01") -> pd.Series:
@@ -140,7 +141,7 @@ def test_a_curve_that_goes_to_zero_stops_there():
     assert perf.cagr(equity) == -1.0
     assert perf.max_drawdown(equity) == 1.0
     assert perf.daily_returns(equity).iloc[-1] == -1.0
-    assert perf.verdict("max_drawdown", 1.0).text.startswith("ruin")
+    assert verdicts.verdict("max_drawdown", 1.0).text.startswith("ruin")
 
 
 # ---------------------------------------------------------------------------------------------- trades
@@ -166,8 +167,8 @@ def test_no_trades_all_winners_and_all_losers():
         assert perf.avg_trade_duration(empty) is None and perf.avg_trade_return(empty) is None
     winners = trades_table([5, 10])
     assert perf.profit_factor(winners) is None and perf.win_rate(winners) == 1.0
-    assert perf.verdict("profit_factor", None, {"n_trades": 2}).tone == "check"
-    assert perf.verdict("profit_factor", None, {"n_trades": 0}).text == "no trades"
+    assert verdicts.verdict("profit_factor", None, {"n_trades": 2}).tone == "check"
+    assert verdicts.verdict("profit_factor", None, {"n_trades": 0}).text == "no trades"
     assert perf.profit_factor(trades_table([-5, -10])) == 0.0
     assert perf.sqn(trades_table([3, 3, 3])) is None
 
@@ -295,8 +296,8 @@ def test_summary_of_a_flat_curve_without_trades_is_json_safe():
     assert stats["sharpe"] is None and stats["sortino"] is None and stats["psr"] is None
     assert stats["n_trades"] == 0 and stats["win_rate"] is None and stats["profit_factor"] is None
     assert stats["exposure"] == 0 and stats["total_return"] == 0 and stats["max_drawdown"] == 0
-    verdicts = perf.verdicts(stats)
-    assert verdicts["sharpe"].text.startswith("undefined") and verdicts["win_rate"].text == "no trades"
+    found = verdicts.verdicts(stats)
+    assert found["sharpe"].text.startswith("undefined") and found["win_rate"].text == "no trades"
 
 
 def test_summary_of_one_bar_does_not_fail():
@@ -306,18 +307,18 @@ def test_summary_of_one_bar_does_not_fail():
 
 
 def test_verdicts_in_plain_language():
-    assert perf.verdict("sharpe", -0.3).text == "loses money after risk"
-    assert perf.verdict("sharpe", 0.5).text == "weak"
-    assert perf.verdict("sharpe", 1.5).tone == "good"
-    assert "look-ahead" in perf.verdict("sharpe", 2.5).text
-    assert "unreliable" in perf.verdict("sharpe", 1.5, {"days": 30}).text
-    assert perf.verdict("psr", 0.9).text.startswith("not significant")
-    assert perf.verdict("psr", 0.97).text == "significant at 95%"
-    assert perf.verdict("max_drawdown", 0.05).text == "shallow; needs +5.3% to recover"
-    assert perf.verdict("max_drawdown", 0.5).tone == "poor"
-    assert perf.verdict("max_drawdown", 0.0).text == "no drawdown: equity never fell"
-    assert perf.verdict("n_trades", 12).text == "too few trades for reliable statistics"
-    assert perf.verdict("var_95", 0.031).text == "1 day in 20 loses more than 3.1%"
+    assert verdicts.verdict("sharpe", -0.3).text == "loses money after risk"
+    assert verdicts.verdict("sharpe", 0.5).text == "weak"
+    assert verdicts.verdict("sharpe", 1.5).tone == "good"
+    assert "look-ahead" in verdicts.verdict("sharpe", 2.5).text
+    assert "unreliable" in verdicts.verdict("sharpe", 1.5, {"days": 30}).text
+    assert verdicts.verdict("psr", 0.9).text.startswith("not significant")
+    assert verdicts.verdict("psr", 0.97).text == "significant at 95%"
+    assert verdicts.verdict("max_drawdown", 0.05).text == "shallow; needs +5.3% to recover"
+    assert verdicts.verdict("max_drawdown", 0.5).tone == "poor"
+    assert verdicts.verdict("max_drawdown", 0.0).text == "no drawdown: equity never fell"
+    assert verdicts.verdict("n_trades", 12).text == "too few trades for reliable statistics"
+    assert verdicts.verdict("var_95", 0.031).text == "1 day in 20 loses more than 3.1%"
 
 
 # ---------------------------------------------------------------------------------------------- cross-checks

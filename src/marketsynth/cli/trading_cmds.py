@@ -201,8 +201,8 @@ def _with_history(source, strategy):
 
 def stats_table(stats: dict, *, title: str) -> Table:
     """The headline statistics with their plain-language verdicts."""
-    from marketsynth.trading.performance import verdict
     from marketsynth.trading.tearsheet import fmt
+    from marketsynth.trading.verdicts import verdict
 
     table = Table(title=title, title_justify="left")
     table.add_column("statistic")

@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from marketsynth import reports
 from marketsynth.errors import DataError
 from marketsynth.trading import performance as perf
+from marketsynth.trading import verdicts
 
 STRATEGY, BENCHMARK = "#1f5fa8", "#8c959f"
 UP, DOWN = "#26a69a", "#ef5350"
@@ -319,7 +320,7 @@ def _day(value) -> str:
 
 
 def _summary_blocks(stats: Mapping, bench: Mapping | None) -> list:
-    verdict = functools.partial(perf.verdict, stats=stats)
+    verdict = functools.partial(verdicts.verdict, stats=stats)
     start, end = stats.get("start_equity"), stats.get("end_equity")
     parts: list = []
     if start is not None and end is not None:
@@ -333,7 +334,7 @@ def _summary_blocks(stats: Mapping, bench: Mapping | None) -> list:
               f"Worst drawdown {fmt(mdd, 'frac')}: {verdict('max_drawdown', mdd).text}. ",
               f"Probabilistic Sharpe {fmt(stats.get('psr'), 'prob')}: {verdict('psr', stats.get('psr')).text}. ",
               f"{stats.get('n_trades', 0):,} trades: {verdict('n_trades', stats.get('n_trades', 0)).text}."]
-    checks = [name for name, found in perf.verdicts(stats).items() if found.tone == "check"]
+    checks = [name for name, found in verdicts.verdicts(stats).items() if found.tone == "check"]
     blocks = [reports.Paragraph(parts, style="lead")]
     if checks:
         blocks.append(reports.Paragraph([reports.Badge("fair", "check"), " Too good to be true? ",
@@ -354,7 +355,7 @@ def _stats_blocks(stats: Mapping, bench: Mapping | None) -> list:
             rows.append(spec)
             continue
         key, label, hint, kind, meaning = spec
-        found = perf.verdict(key, stats.get(key), stats)
+        found = verdicts.verdict(key, stats.get(key), stats)
         values = [fmt(stats.get(key), kind)]
         if bench is not None:
             values.append(fmt(bench.get(key), kind) if key in _BENCHMARK_KEYS else "—")
