@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import httpx
 import pytest
 import yaml
 
@@ -69,6 +70,19 @@ def test_status_over_http_while_running_and_the_store_is_held(capsys, tmp_path, 
         assert json.loads(out).get("mode") == "paper" or json.loads(out).get("starting")
         code, out, err = run(capsys, "data", "check", "--store", str(store_file))
         assert_one_line_error(code, err, "held by the trading service", "PostgreSQL")
+        port = json.loads(lock.read_text())["port"]
+        for _ in range(100):  # the replay needs a few bars before every series has a sample (no timing asserted)
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            if "marketsynth_signal_latency_seconds_count" in metrics and "marketsynth_unrealised_pnl_usdt " in metrics:
+                break
+            time.sleep(0.1)
+        for name in ("marketsynth_equity_usdt", "marketsynth_signal_latency_seconds_count",
+                     "marketsynth_realised_pnl_usdt", "marketsynth_data_lag_seconds", "marketsynth_orders_total",
+                     "marketsynth_position_units"):
+            assert name in metrics, name
+        assert any(line.startswith("marketsynth_signal_latency_seconds_count ") and float(line.split()[-1]) > 0
+                   for line in metrics.splitlines())
+        assert httpx.get(f"http://127.0.0.1:{port}/health").status_code in (200, 503)
     finally:
         process.kill()
         process.communicate()

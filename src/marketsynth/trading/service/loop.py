@@ -222,8 +222,9 @@ class TradingService:
         bar = m.history.bar(-1)
         close = bar["close"]
         self.stats["bars"] += 1
-        if self.metrics is not None:
+        if self.metrics is not None:  # the candle, and the time from its close to its target
             self.metrics.candle(self.clock.now().timestamp(), close_ms / 1000)
+            self.metrics.signal_latency(self.clock.time() - close_ms / 1000)
         decided = pd.Timestamp(close_ms, unit="ms", tz="UTC")
         m.last_signal = {"bar": str(bar["time"]), "target": target, "confidence": confidence}
         equity = self._total_equity()
@@ -486,17 +487,21 @@ class TradingService:
         log.warning("resumed: the halt is cleared and the service trades again")
 
     def _snapshot(self, now: pd.Timestamp) -> None:
-        positions, equity = [], 0.0
+        positions, equity, unrealised = [], 0.0, 0.0
         for m in self.markets:
             q, entry = self._position(m)
             e = self._market_equity(m)
             equity += e
+            if q and m.bars is not None and m.fed:
+                unrealised += q * (float(m.bars["close"].iat[m.fed - 1]) - entry)
             positions.append({"market": m.key, "symbol": m.symbol, "quantity": q, "entry_price": entry,
                               "equity": round(e, 2)})
             if self.metrics is not None:
                 self.metrics.set_position(m.symbol, q)
         if self.metrics is not None and math.isfinite(equity):
             self.metrics.set_equity(equity)
+            # P&L after fees and funding: unrealised on the open positions at the last close, the rest realised
+            self.metrics.set_pnl(equity - sum(m.capital for m in self.markets) - unrealised, unrealised)
         open_orders = (self.store.orders(status=("pending", "submitted", "partially_filled", "unknown"))
                        if self.open_ids or any(self.pending.values()) else self.store.orders(status="none"))
         self.snapshot = {"mode": self.mode, "now": str(now), "equity": round(equity, 2), "positions": positions,
