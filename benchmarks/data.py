@@ -28,18 +28,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from measure import child_env, cli, load_average, machine, table, tree
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MARKETSYNTH_SHARED_DATA", ROOT.parent / "shared" / "data")) / "BTCUSDT_1h.csv"
@@ -48,55 +47,6 @@ SYMBOL, INTERVAL = "BTCUSDT", "1h"
 
 
 # ---- environment -------------------------------------------------------------------------------------------
-def load_average() -> str:
-    """The first three fields of /proc/loadavg (1, 5, 15 minutes)."""
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def tree() -> dict:
-    """Which marketsynth is measured: its source folder, commit and whether the checkout has local changes."""
-    import marketsynth
-
-    src = Path(marketsynth.__file__).resolve().parents[1]
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", "-C", str(src), *args], capture_output=True, text=True)
-        return done.stdout.strip() if done.returncode == 0 else "?"
-
-    return {"package": str(src / "marketsynth"), "commit": git("rev-parse", "--short", "HEAD"),
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-            "version": getattr(marketsynth, "__version__", "?")}
-
-
-def machine() -> dict:
-    return {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-            "python": platform.python_version(), "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
-
-
-def cli() -> list[str]:
-    """The measured tree's ``marketsynth`` command (its pyproject's console script), run by this Python."""
-    import tomllib
-
-    import marketsynth
-
-    target = "marketsynth.cli.app:main"
-    pyproject = Path(marketsynth.__file__).resolve().parents[2] / "pyproject.toml"
-    if pyproject.exists():
-        target = tomllib.loads(pyproject.read_text()).get("project", {}).get("scripts", {}).get("marketsynth", target)
-    module, _, function = target.partition(":")
-    return [sys.executable, "-c", f"import sys; from {module} import {function}; sys.exit({function}())"]
-
-
-def child_env() -> dict[str, str]:
-    """The environment of measured commands: this one (PYTHONPATH picks the tree) with one intra-op thread."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    env.pop("MARKETSYNTH_STORE", None)
-    return env
-
-
 def run_command(args: list[str], cwd: Path) -> float:
     """Wall seconds of one command; a failure stops the benchmark with the command's output."""
     began = time.perf_counter()
@@ -105,12 +55,6 @@ def run_command(args: list[str], cwd: Path) -> float:
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed ({done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
     return seconds
-
-
-def table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 # ---- fetch end to end --------------------------------------------------------------------------------------

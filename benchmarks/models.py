@@ -37,17 +37,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+from measure import child_env, cli, load_average, machine, table, tree
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MARKETSYNTH_SHARED_DATA", ROOT.parent / "shared" / "data")) / "BTCUSDT_1h.csv"
@@ -56,59 +55,13 @@ SEQ_LEN = 24  # the default window every model trains on
 PARTS = ("train", "generate", "throughput")
 
 
-# ---- environment -------------------------------------------------------------------------------------------
-def load_average() -> str:
-    """The first three fields of /proc/loadavg (1, 5, 15 minutes)."""
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def tree() -> dict:
-    """Which marketsynth is measured: its source folder, commit and whether the checkout has local changes."""
-    import marketsynth
-
-    src = Path(marketsynth.__file__).resolve().parents[1]
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", "-C", str(src), *args], capture_output=True, text=True)
-        return done.stdout.strip() if done.returncode == 0 else "?"
-
-    return {"package": str(src / "marketsynth"), "commit": git("rev-parse", "--short", "HEAD"),
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-            "version": getattr(marketsynth, "__version__", "?")}
-
-
-def machine() -> dict:
+def _torch_version() -> str:
     import torch
 
-    return {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
+    return torch.__version__
 
 
-def cli() -> list[str]:
-    """The measured tree's ``marketsynth`` command (its pyproject's console script), run by this Python."""
-    import tomllib
-
-    import marketsynth
-
-    target = "marketsynth.cli.app:main"
-    pyproject = Path(marketsynth.__file__).resolve().parents[2] / "pyproject.toml"
-    if pyproject.exists():
-        target = tomllib.loads(pyproject.read_text()).get("project", {}).get("scripts", {}).get("marketsynth", target)
-    module, _, function = target.partition(":")
-    return [sys.executable, "-c", f"import sys; from {module} import {function}; sys.exit({function}())"]
-
-
-def child_env() -> dict[str, str]:
-    """The environment of measured processes: this one (PYTHONPATH picks the tree) with one intra-op thread."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    env.pop("MARKETSYNTH_STORE", None)
-    return env
-
-
+# ---- environment -------------------------------------------------------------------------------------------
 def run_child(args: list[str], cwd: Path, log: Path) -> dict:
     """Run one process to the end: wall and CPU seconds, its own peak RSS (MiB), exit code, output in ``log``."""
     load_before = load_average()
@@ -125,12 +78,6 @@ def run_child(args: list[str], cwd: Path, log: Path) -> dict:
         result["error"] = log.read_text()[-2000:]
         print(f"  FAILED ({process.returncode}): {' '.join(args)}\n{result['error']}", file=sys.stderr, flush=True)
     return result
-
-
-def table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def year_range() -> tuple[str, str]:
@@ -321,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     if not DATA.exists():
         parser.error(f"{DATA} is missing (the project's shared data; or set MARKETSYNTH_SHARED_DATA)")
 
-    report = {"benchmark": "models", "tree": tree(), "machine": machine(), "data": str(DATA), "year": year_range(),
+    report = {"benchmark": "models", "tree": tree(), "machine": machine(torch=_torch_version()), "data": str(DATA),
+              "year": year_range(),
               "repeats": args.repeats, "windows": args.windows, "num": args.num, "horizon": args.horizon,
               "torch_threads": 1, "models": []}
     print(f"# benchmarks/models.py — marketsynth {report['tree']['commit']}"
