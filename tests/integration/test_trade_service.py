@@ -99,3 +99,34 @@ def test_reconciliation_mismatch_halts_reduce_only(tmp_path, btc):
         assert service.risk.halted and "reconciliation mismatch" in service.risk.halt_reason
         service.run()  # every buy the strategy wants is refused: the service only reduces
         assert store.orders().empty and store.service_state()["risk"]["halted"]
+
+
+def test_live_after_an_outage_only_the_newest_candle_trades(tmp_path, btc):
+    """Candles that closed while the service could not trade (an exchange outage) warm the strategy but are not
+    traded late: the next step processes only the newest closed candle."""
+    from marketsynth.trading.service.clock import LiveClock
+
+    hour = pd.Timedelta(hours=1)
+    now = [btc["time"].iat[300] + hour]
+    with open_store(tmp_path / "s.duckdb") as store:
+        store.write_bars("binance", "BTCUSDT", "1h", btc.iloc[:301])
+        broker = PaperBroker()
+        broker.add_market("BTCUSDT:1h", "BTCUSDT", capital=10_000.0, costs=Costs.binance())
+        market = Market("BTCUSDT:1h", "BTCUSDT", parse_timeframe("1h"),
+                        create_strategy("sma-crossover", {"fast": 5, "slow": 20}), 10_000.0)
+        clock = LiveClock(time=lambda: now[0].timestamp(), sleep=lambda seconds: None)
+        service = TradingService(store=store, broker=broker, markets=[market], limits=risk.Limits(), clock=clock,
+                                 exchange="binance", history_bars=50)
+        assert service.step(now[0]) == 0  # started after bar 300 closed: it waits for the next close
+        store.write_bars("binance", "BTCUSDT", "1h", btc.iloc[301:302])
+        now[0] = btc["time"].iat[301] + hour
+        assert service.step(now[0]) == 1  # the normal case: one new candle, traded
+        store.write_bars("binance", "BTCUSDT", "1h", btc.iloc[302:400])  # 98 candles closed during an outage
+        now[0] = btc["time"].iat[399] + hour
+        assert service.step(now[0]) == 1  # only the newest of them
+        service.flush()
+        decided = store.predictions()["decided_at"]
+        assert len(decided) == 2 and int(decided.max()) == int(now[0].value // 1_000_000)
+        first_missed = int((btc["time"].iat[302] + hour).value // 1_000_000)
+        orders = store.orders()
+        assert not ((orders["created_at"] >= first_missed) & (orders["created_at"] < decided.max())).any()

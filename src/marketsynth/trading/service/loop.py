@@ -202,6 +202,13 @@ class TradingService:
         if self.paper:
             self.broker.on_bars(m.key, bars)
         quiet = max(m.done_ms, self.start_ms)  # warm-up bars, and after a restart the bars already done
+        if not self.clock.replay and len(bars):  # live: after an outage only the newest closed bar trades
+            newest = self._close_ms(m, len(bars) - 1)
+            missed = sum(1 for i in range(m.fed, len(bars) - 1) if self._close_ms(m, i) > quiet)
+            if missed:
+                log.warning("%s: %d candle(s) closed while the service could not trade; their signals are not "
+                            "traded late, only the newest candle's", m.key, missed)
+            quiet = max(quiet, newest - m.tf.seconds * 1000)
         while m.fed < len(bars) and self._close_ms(m, m.fed) <= quiet:
             m.history._n = m.fed + 1
             m.strategy.on_bar(m.history)
