@@ -130,3 +130,36 @@ def test_live_after_an_outage_only_the_newest_candle_trades(tmp_path, btc):
         first_missed = int((btc["time"].iat[302] + hour).value // 1_000_000)
         orders = store.orders()
         assert not ((orders["created_at"] >= first_missed) & (orders["created_at"] < decided.max())).any()
+
+
+class _Unconfirmed(_Exchange):
+    """A broker that cannot confirm any placement and never shows the order afterwards."""
+
+    def __init__(self):
+        self.placed = []
+
+    def place(self, order):
+        from marketsynth.errors import OrderStateUnknown
+
+        self.placed.append(order.client_id)
+        raise OrderStateUnknown("no answer and no trace of the order", client_id=order.client_id)
+
+    def positions(self):
+        return {}
+
+
+def test_an_order_the_exchange_never_confirms_halts_the_service(tmp_path, btc):
+    with open_store(tmp_path / "s.duckdb") as store:
+        store.write_bars("binance", "BTCUSDT", "1h", btc)
+        market = Market("BTCUSDT:1h", "BTCUSDT", parse_timeframe("1h"),
+                        create_strategy("sma-crossover", {"fast": 5, "slow": 20}), 10_000.0)
+        broker = _Unconfirmed()
+        clock = ReplayClock(btc["time"].iat[0], btc["time"].iat[400])
+        service = TradingService(store=store, broker=broker, markets=[market], limits=risk.Limits(),
+                                 clock=clock, exchange="binance", history_bars=10, mode="live")
+        service.run()
+        first = broker.placed[0]
+        assert service.risk.halted and first in service.risk.halt_reason and "still unknown" in service.risk.halt_reason
+        assert store.order(first)["status"] == "unknown"
+        assert len(broker.placed) <= 2  # halted reduce-only: no new entries after the halt
+        assert store.service_state()["risk"]["halted"]

@@ -64,6 +64,8 @@ class CrashPoints:
                 os._exit(137)
 
 
+UNKNOWN_LOOKUPS = 3  # lookups of an unconfirmed order that find nothing before the service halts
+
 @dataclass
 class Market:
     key: str  # "BTCUSDT:1h"
@@ -104,6 +106,7 @@ class TradingService:
         self.saved = {"done": dict(done), "targets": dict(targets), "signals": dict(state.get("signals", {}))}
         self.books = {row["market"]: row for row in store.positions().to_dict("records")}
         self.open_ids = set(store.orders(status=("submitted", "partially_filled", "unknown"))["client_id"])
+        self.unknown_misses: dict[str, int] = {}  # consecutive lookups that did not find an unknown order
         for m in markets:
             m.done_ms = int(done.get(m.key, 0))
             m.last_target = float(targets.get(m.key, 0.0))
@@ -385,7 +388,20 @@ class TradingService:
                 log.warning("order %s: lookup failed (%s); asked again next bar", order["client_id"], exc)
                 continue
             if state is not None:
+                self.unknown_misses.pop(order["client_id"], None)
                 self.apply(order, state)
+            elif order["status"] == "unknown":
+                self._still_unknown(order)
+
+    def _still_unknown(self, order: dict) -> None:
+        """An order whose placement could not be confirmed and that the exchange still does not show: after
+        ``UNKNOWN_LOOKUPS`` lookups the service stops trading on a belief it cannot check (halt, reduce-only)."""
+        cid = order["client_id"]
+        self.unknown_misses[cid] = self.unknown_misses.get(cid, 0) + 1
+        if self.unknown_misses[cid] >= UNKNOWN_LOOKUPS and not self.risk.halted:
+            self.halt(f"order {cid} ({order['side']} {order['quantity']:g} {order['symbol']}) is still unknown to "
+                      f"the exchange after {UNKNOWN_LOOKUPS} lookups, so the position may differ from the store; "
+                      f"check it on the exchange, then run 'marketsynth trade resume'")
 
     # ------------------------------------------------------------------------------------------------ books
 
