@@ -148,9 +148,8 @@ def entrypoint():
 
 def test_the_container_runs_the_trading_config_on_timescaledb_listening_for_prometheus(compose, tmp_path, capsys):
     """deploy/entrypoint.py adapts the mounted config with the compose environment; the result is a valid config."""
-    config_file = DEPLOY / "marketsynth.yaml"  # the service engineer's trading config
-    if not config_file.exists():
-        pytest.skip("deploy/marketsynth.yaml (the trading config) is not there yet")
+    config_file = DEPLOY / "marketsynth.yaml"  # the example trading config the compose file mounts
+    assert config_file.exists(), "deploy/marketsynth.yaml, the trading config the stack mounts, is missing"
     service = compose["services"]["marketsynth"]
     dot_env = {"POSTGRES_PASSWORD": "pw-from-dot-env", "MARKETSYNTH_SECRETS_FILE": "/run/secrets/marketsynth/k.yaml"}
     env = {k: interpolate(v, dot_env) for k, v in env_of(service).items()}
