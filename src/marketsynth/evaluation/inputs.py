@@ -95,12 +95,16 @@ def check_windows(candles, what: str, seq_len: int | None = None) -> np.ndarray:
 
 
 def window_features(candles: np.ndarray) -> np.ndarray:
-    """Unscaled scale-free features ``[n, L, 5]`` (gap, ret, upper, lower, log1p volume) of each window.
+    """Unscaled scale-free features ``[n, L, 5]`` (gap, ret, upper, lower, relative volume) of each window.
 
-    The same formulas as ``LogReturnRepresentation`` with the window's first open standing in for the close
-    before the window (so the first gap is 0 and the first ret is log(close/open)): nothing depends on price
-    level or on bars outside the window. Unlike the representation it does not reject invalid candles: a
-    high below the body gives a negative wick, a non-positive price a huge log, which the metrics then see.
+    The price features are ``LogReturnRepresentation``'s formulas with the window's first open standing in for
+    the close before the window (so the first gap is 0 and the first ret is log(close/open)). Volume is
+    log1p(volume) minus its mean over the window: like price, the volume *level* changes with the market's
+    regime (a busy month trades twice a quiet one), and a classifier that could see it would win by learning
+    which months a set of windows came from rather than how a window's bars move. So nothing here depends on
+    price or volume level or on bars outside the window. Unlike the representation it does not reject invalid
+    candles: a high below the body gives a negative wick, a non-positive price a huge log, which the metrics
+    then see.
     """
     candles = np.asarray(candles, dtype=np.float64)
     prices = np.maximum(candles[..., :4], _TINY)
@@ -113,10 +117,16 @@ def window_features(candles: np.ndarray) -> np.ndarray:
             np.log(c / prev),
             np.log(h / body_top),
             np.log(body_bottom / low),
-            np.log1p(np.maximum(candles[..., 4], 0.0)),
+            relative_log_volume(candles[..., 4]),
         ],
         axis=-1,
     )
+
+
+def relative_log_volume(volume: np.ndarray) -> np.ndarray:
+    """log1p(volume) minus its mean over each window (the last axis): the volume pattern without its level."""
+    log_volume = np.log1p(np.maximum(np.asarray(volume, dtype=np.float64), 0.0))
+    return log_volume - log_volume.mean(axis=-1, keepdims=True)
 
 
 def window_returns(candles: np.ndarray) -> np.ndarray:
