@@ -239,6 +239,7 @@ def real_vs_real_floor(
     bars: pd.DataFrame,
     chunk_bars: int = 240,
     *,
+    phase: int = 0,
     seq_len: int = 24,
     stride: int = 1,
     timeframe: str | Timeframe | None = None,
@@ -249,13 +250,16 @@ def real_vs_real_floor(
     The bars are cut into consecutive chunks of ``chunk_bars`` (240 = 10 days of 1h bars); windows inside
     even chunks play "real", windows inside odd chunks play "synthetic" (windows spanning two chunks are
     dropped). Chunks long enough to hold different market regimes but alternating so both sides see the whole
-    period. ``evaluate_kwargs`` go to ``evaluate`` (repeats, protocol, seed, ...).
+    period. ``phase`` shifts the chunk boundaries by that many bars, so floors repeated with other phases
+    (and seeds) show how much the floor itself varies. ``evaluate_kwargs`` go to ``evaluate`` (repeats,
+    protocol, seed, ...).
     """
     if chunk_bars < seq_len:
         raise ConfigError(f"chunk_bars ({chunk_bars}) must be at least seq_len ({seq_len})")
     windows, starts = candle_windows(bars, seq_len, stride, timeframe, return_starts=True)
-    held = splits.interleaved(len(bars), chunk_bars, 0.5)  # the odd chunks
-    inside = starts // chunk_bars == (starts + seq_len - 1) // chunk_bars
+    shift = phase % chunk_bars
+    held = splits.interleaved(len(bars) + shift, chunk_bars, 0.5)[shift:]  # the odd chunks
+    inside = (starts + shift) // chunk_bars == (starts + seq_len - 1 + shift) // chunk_bars
     odd = inside & held[starts]
     even = inside & ~held[starts]
     if even.sum() < 2 or odd.sum() < 2:
