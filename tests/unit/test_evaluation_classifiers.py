@@ -112,3 +112,25 @@ def test_tstr_drops_when_synthetic_windows_lost_their_dynamics():
     shuffled = np.take_along_axis(train, order[..., None], axis=1)
     result = tstr(shuffled, train, test, target="volatility", seed=0)
     assert result["ratio"] < 0.95
+
+
+def test_purged_split_keeps_overlapping_windows_apart():
+    from marketsynth.evaluation.classifiers import _purged_split
+
+    train, test = _purged_split(1000, 0.2, overlap=11)
+    assert 0.15 < len(test) / 1000 < 0.25 and not set(train) & set(test)
+    distance = np.abs(train[:, None] - test[None, :]).min(axis=1)
+    assert distance.min() > 11  # no training window shares a bar with a test window
+
+
+def test_a_wide_gru_memorises_overlapping_windows_unless_the_split_is_purged():
+    """Two halves of one random walk (alternating chunks, stride-1 windows) are the same process: a wide GRU
+    tested on windows overlapping its training windows tells them apart by heart; purged, it cannot."""
+    steps = np.random.default_rng(0).standard_normal((4000, 3)).astype(np.float32)
+    windows = np.stack([steps[i : i + 12] for i in range(len(steps) - 12)])
+    chunk = (np.arange(len(windows)) // 200) % 2
+    inside = np.arange(len(windows)) // 200 == (np.arange(len(windows)) + 11) // 200
+    a, b = windows[inside & (chunk == 0)], windows[inside & (chunk == 1)]
+    settings = {"hidden": 32, "iterations": 400, "lr": 1e-2, "batch_size": 256, "seed": 0}
+    assert discriminative_score(a, b, **settings) > 0.2
+    assert discriminative_score(a, b, overlap=11, **settings) < 0.1

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from sklearn.ensemble import RandomForestClassifier
 from torch import nn
 
+from marketsynth import splits
 from marketsynth.evaluation.inputs import FEATURE_NAMES
 
 TSTR_TARGETS = ("direction", "volatility")
@@ -62,6 +63,19 @@ def _split(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarra
     order = rng.permutation(n)
     second = min(max(1, round(n * fraction)), n - 1) if n >= 2 else 0
     return order[: n - second], order[n - second:]
+
+
+def _purged_split(n: int, fraction: float, overlap: int) -> tuple[np.ndarray, np.ndarray]:
+    """(first, second) index sets of ``n`` windows in time order: the second is interleaved blocks holding about
+    ``fraction`` of them, and first-set windows within ``overlap`` positions of a second-set one are dropped, so
+    that with stride-1 windows no window of one set shares a bar with a window of the other."""
+    if n < 2:
+        return np.arange(n), np.arange(0)
+    second = splits.interleaved(n, max(2 * (overlap + 1), -(-n // 30)), fraction)
+    first = ~splits.near(second, overlap)
+    if not first.any():
+        first = ~second
+    return np.flatnonzero(first), np.flatnonzero(second)
 
 
 def _batch(n: int, size: int, rng: np.random.Generator) -> torch.Tensor:
@@ -116,24 +130,37 @@ def discriminative_score(
     patience: int | None = None,
     check_every: int = 50,
     lr: float = 1e-3,
+    overlap: int | None = None,
     seed: int = 0,
 ) -> float:
     """|accuracy - 0.5| of a post-hoc GRU telling real ``[n, L, F]`` from synthetic windows (see module doc).
 
     ``columns`` picks the features the classifier sees (e.g. only the close returns); ``hidden`` defaults to
     the paper's max(features // 2, 1). The larger set is subsampled to the smaller so chance is 50 %.
+
+    ``overlap`` None splits each set at random (the paper). Stride-1 windows cut from one series share up to
+    L - 1 bars with their neighbours, so a random split puts nearly every test window's bars in the training
+    set, and a classifier wide enough to memorise bar sequences recognises "real" test windows by heart — it then
+    tells real from real (10-day chunks against each other) at 0.48, and any generator at about the same. With
+    ``overlap`` (the bars neighbouring windows may share, L - 1 for stride-1 windows; windows in time order) the
+    test and validation windows are interleaved blocks and training windows within ``overlap`` positions of
+    them are dropped (``_purged_split``), so the score measures what generalises.
     """
     rng = np.random.default_rng(seed)
     real, synthetic = np.asarray(real), np.asarray(synthetic)
     if columns is not None:
         real, synthetic = real[..., list(columns)], synthetic[..., list(columns)]
     n = min(len(real), len(synthetic))
-    real = real[rng.permutation(len(real))[:n]]
-    synthetic = synthetic[rng.permutation(len(synthetic))[:n]]
+    real = real[np.sort(rng.permutation(len(real))[:n])]  # time order kept for the purged split
+    synthetic = synthetic[np.sort(rng.permutation(len(synthetic))[:n])]
+
+    def split(count: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+        return _split(count, fraction, rng) if overlap is None else _purged_split(count, fraction, overlap)
+
     sets = {}
     for name, data in (("real", real), ("synthetic", synthetic)):
-        train, test = _split(n, test_fraction, rng)
-        fit, val = _split(len(train), _VALIDATION_FRACTION, rng) if patience else (np.arange(len(train)), None)
+        train, test = split(n, test_fraction)
+        fit, val = split(len(train), _VALIDATION_FRACTION) if patience else (np.arange(len(train)), None)
         sets[name] = {"fit": _tensor(data[train][fit]), "test": _tensor(data[test]),
                       "val": None if val is None else _tensor(data[train][val])}
     hidden = hidden or paper_hidden(real.shape[-1])
