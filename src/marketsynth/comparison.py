@@ -232,7 +232,7 @@ def check_models(models: list[str]) -> list[str]:
     from marketsynth.models.registry import candle_models, get_model_class
 
     names = [get_model_class(m).name for m in models]
-    accepted = candle_models(conditional=False)
+    accepted = candle_models()
     if len(set(names)) != len(names) or not names:
         raise ConfigError(f"--models lists each model once, e.g. {','.join(accepted[:2])}; got "
                           f"{','.join(models) or 'none'}")
