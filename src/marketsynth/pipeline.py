@@ -236,15 +236,18 @@ def default_num_samples(test_windows: int) -> int:
 
 
 def evaluate_windows(real: np.ndarray, synthetic, *, train: np.ndarray | None, seq_len: int, seed: int = 0,
-                     repeats: int = 3, discriminators=None, stages: Progress | None = None, label: str = ""):
-    """``evaluation.evaluate`` with its progress shown as the ``evaluate`` stage."""
+                     repeats: int = 3, discriminators=None, stages: Progress | None = None, label: str = "",
+                     diagnose: bool | dict = False):
+    """``evaluation.evaluate`` with its progress shown as the ``evaluate`` stage; ``diagnose`` as ``evaluate``
+    takes it (True, or ``diagnosis.diagnose`` keyword arguments such as ``diagnosis.real_clock``'s)."""
     from marketsynth.evaluation import evaluate
     from marketsynth.evaluation.metrics import DEFAULT_DISCRIMINATORS
 
     stages = stages or Progress()
     with torch_threads(1):
         result = evaluate(real, synthetic, train_windows=train, seq_len=seq_len, repeats=repeats, seed=seed,
-                          progress=stages, discriminators=discriminators or DEFAULT_DISCRIMINATORS)
+                          progress=stages, discriminators=discriminators or DEFAULT_DISCRIMINATORS,
+                          diagnose=diagnose)
     counts = result.verdict_counts()
     stages.finish("evaluate", f"{label}{': ' if label else ''}{counts['good']} good, {counts['fair']} fair, "
                               f"{counts['poor']} poor")
@@ -256,7 +259,6 @@ def reference_scores(real: np.ndarray, train: np.ndarray, *, seed: int = 0, disc
     """Discriminative scores of the real training-period windows against the held-out ones (one run each): what
     a model that reproduced its training period perfectly would score on this split, since markets change between
     the periods. Same features, scaling and classifier settings as ``evaluate``'s default protocol."""
-    from marketsynth.evaluation.classifiers import discriminative_score
     from marketsynth.evaluation.inputs import FEATURE_NAMES, FeatureScaler, subsample, window_features
     from marketsynth.evaluation.metrics import DEFAULT_DISCRIMINATORS, PROTOCOLS
 
@@ -269,10 +271,8 @@ def reference_scores(real: np.ndarray, train: np.ndarray, *, seed: int = 0, disc
     with torch_threads(1):
         for spec in specs:
             columns = None if spec.columns is None else [FEATURE_NAMES.index(c) for c in spec.columns]
-            scores[f"discriminative score ({spec.name})"] = discriminative_score(
-                held_out, trained_on, hidden=spec.hidden, columns=columns, iterations=proto.discriminative_iterations,
-                batch_size=proto.batch_size, lr=proto.lr, patience=proto.patience, check_every=proto.check_every,
-                seed=seed)
+            scores[f"discriminative score ({spec.name})"] = proto.discriminative_score(
+                held_out, trained_on, hidden=spec.hidden, columns=columns, seed=seed)
             stages.advance("reference", 1)
     stages.finish("reference", "real training-period windows vs held-out: discriminative "
                                + ", ".join(f"{v:.3f}" for v in scores.values()))

@@ -53,7 +53,7 @@ def run_pipeline(*, out: str | Path, model: str | None = None, source: DataSourc
                  epochs: int | None = None,
                  seq_len: int | None = None, num_samples: int | None = None, seed: int = 0, device: str = "cpu",
                  repeats: int = 1, split: str | None = None, overwrite: bool = False, resume: bool = False,
-                 threads: int | None = 1, stages: Progress | None = None) -> RunResult:
+                 threads: int | None = 1, diagnose: bool = False, stages: Progress | None = None) -> RunResult:
     """The main job into ``out``: load ``source`` (``data.load``: fetch, file, store or sample), split, train, generate,
     evaluate, report. Writes ``data.csv`` (the candles used), ``checkpoint/``, ``synthetic.csv``,
     ``metrics.json``, ``report.html`` and ``run.json`` (settings, sources, stage times, status).
@@ -63,17 +63,19 @@ def run_pipeline(*, out: str | Path, model: str | None = None, source: DataSourc
     ``resume`` continues an earlier run in ``out`` with its model, window length and ``data.csv`` (training to
     ``epochs`` in total), then regenerates, re-evaluates and rewrites the report. ``overwrite`` builds the new
     run beside the old one and replaces it only when everything succeeded. ``threads``: torch intra-op threads
-    (see ``marketsynth.compute``).
+    (see ``marketsynth.compute``). ``diagnose`` adds what gives the synthetic windows away to the metrics and the
+    report (``evaluation.diagnosis``).
     """
     with torch_threads(threads):
         return _run(model=model, out=Path(out), source=source, epochs=epochs, seq_len=seq_len, num_samples=num_samples,
                     seed=seed, device=device, repeats=repeats, overwrite=overwrite, resume=resume, split=split,
-                    stages=or_silent(stages))
+                    diagnose=diagnose, stages=or_silent(stages))
 
 
 def _run(*, model, out: Path, source, epochs, seq_len, num_samples, seed, device, repeats, overwrite, resume,
-         split, stages: Progress) -> RunResult:
+         split, diagnose, stages: Progress) -> RunResult:
     from marketsynth.data.io import read_bars_file, write_bars_file
+    from marketsynth.evaluation.diagnosis import real_clock
 
     if source is None and not resume:
         raise ConfigError("say where the candles come from: --csv FILE, --sample NAME or --symbol S --interval I")
@@ -92,7 +94,8 @@ def _run(*, model, out: Path, source, epochs, seq_len, num_samples, seed, device
         epochs = epochs or before.get("epochs") or get_model_class(model).default_epochs
         seconds: dict[str, float] = {}
         run.record["settings"] = {"model": model, "epochs": epochs, "seq_len": seq_len, "seed": seed, "device": device,
-                                  "repeats": repeats, "train_fraction": TRAIN_FRACTION, "split": split}
+                                  "repeats": repeats, "train_fraction": TRAIN_FRACTION, "split": split,
+                                  "diagnose": diagnose}
         tic = time.perf_counter()
         if previous is not None:
             if not (work / "data.csv").is_file():
@@ -123,7 +126,8 @@ def _run(*, model, out: Path, source, epochs, seq_len, num_samples, seed, device
         tic = time.perf_counter()
         reference = reference_scores(test_w, train_w, seed=seed, stages=stages)
         result = evaluate_windows(test_w, frame, train=train_w, seq_len=seq_len, seed=seed, repeats=repeats,
-                                  stages=stages, label=trained.checkpoint.model.name)
+                                  stages=stages, label=trained.checkpoint.model.name,
+                                  diagnose=real_clock(test_bars, seq_len, data.adjacent) if diagnose else False)
         result.to_json(work / "metrics.json")
         run.record["reference"] = reference
         seconds["evaluate"] = time.perf_counter() - tic

@@ -56,6 +56,18 @@ def test_evaluate_prints_the_verdicts_and_writes_report_and_json(files, tmp_path
     assert (tmp_path / "report_files" / "training_curves.png").is_file()
 
 
+def test_diagnose_prints_the_ranked_findings_and_keeps_them_in_the_json(files, tmp_path, capsys):
+    metrics = tmp_path / "metrics.json"
+    code, out, err = run(capsys, "evaluate", "--real", files["real"], "--synthetic", files["samples"], *FAST,
+                         "--diagnose", "--json", metrics)
+    assert code == 0, err
+    assert "what gives the synthetic windows away" in out and "1. [" in out
+    diagnosis = json.loads(metrics.read_text())["diagnosis"]
+    assert diagnosis["findings"] and diagnosis["n_classified"] == 30
+    assert diagnosis["daily"]["bars_per_day"] == 24 and diagnosis["daily"]["real"] is not None  # hourly real bars
+    assert "carry no clock" in diagnosis["daily"]["note"]
+
+
 def test_a_plain_candle_file_is_cut_into_windows(files, capsys):
     code, out, err = run(capsys, "evaluate", "--real", files["real"], "--synthetic", files["candles"],
                          "--seq-len", 8, *FAST)

@@ -44,7 +44,8 @@ def sp500_run(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(metrics.PROTOCOLS, "default", QUICK)
         patch.setattr(report_sections, "TSNE_WINDOWS", 60)
-        code = main(["run", "--sample", "sp500", "--model", "garch", "--num-samples", "300", "--out", str(out)])
+        code = main(["run", "--sample", "sp500", "--model", "garch", "--num-samples", "300", "--out", str(out),
+                     "--diagnose"])
     assert code == 0
     return out
 
@@ -68,6 +69,9 @@ def test_run_on_the_sp500_sample_writes_every_output(sp500_run):
     assert checkpoint.meta["kind"] == "sample" and checkpoint.meta["name"] == "sp500"  # the data can be read again
     assert record["split"]["train"]["end"] < record["split"]["test"]["start"]  # chronological, no shared bar
     assert "discriminative score (all bar features)" in record["reference"]
+    assert record["settings"]["diagnose"] and metrics_json["diagnosis"]["findings"]  # --diagnose
+    assert metrics_json["diagnosis"]["daily"]["real"] is None  # daily bars: no daily cycle
+    assert "What gives the synthetic windows away" in report.read_text(encoding="utf-8")
 
 
 def test_run_defaults_to_the_autoregressive_model(btc_csv, tmp_path):

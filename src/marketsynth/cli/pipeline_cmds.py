@@ -65,6 +65,8 @@ def run(
     out: Path = typer.Option(None, "--out", "-o", help="Run directory (default runs/<model>-<data>)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in --out (kept if this one fails)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out on its saved candles."),
+    diagnose: bool = typer.Option(False, "--diagnose", help="Also find what gives the synthetic windows away "
+                                                            "(report section and metrics.json; about a minute)."),
 ) -> None:
     """The main job in one command: fetch → store → train → generate → evaluate → report.
 
@@ -84,7 +86,7 @@ def run(
         result = run_pipeline(model=model, out=out, source=None if resume else source, epochs=epochs, seq_len=seq_len,
                               num_samples=num_samples, seed=seed, device=device, repeats=repeats,
                               split=split, overwrite=overwrite, resume=resume, threads=threads,
-                              stages=progress)
+                              diagnose=diagnose, stages=progress)
     counts = result.evaluation.verdict_counts()
     name, trained = result.trained.checkpoint.model.name, result.trained
     how = f"{trained.epochs} epoch(s)" if result.trained.checkpoint.model.iterative else "one fit"
@@ -94,6 +96,10 @@ def run(
     if score is not None and result.reference:
         console.print(f"discriminative score {score:.3f} (0 = indistinguishable from held-out real windows; real "
                       f"training-period windows score {next(iter(result.reference.values())):.3f})")
+    if result.evaluation.diagnosis is not None:
+        console.print("what gives the synthetic windows away (most noticeable first):")
+        for line in result.evaluation.diagnosis.summary_lines(5):
+            console.print(f"  {line}", markup=False, soft_wrap=True)
     console.print(f"report:     {result.report}")
     console.print(f"checkpoint: {result.checkpoint}")
     console.print(f"synthetic:  {result.synthetic}")

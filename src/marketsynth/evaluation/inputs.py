@@ -80,6 +80,21 @@ def candle_windows(
     return (candles, starts) if return_starts else candles
 
 
+def as_windows(data, what: str, seq_len: int) -> np.ndarray:
+    """Candle windows ``[n, seq_len, 5]`` from an array, a long frame of samples (``sample_id, timestep, open, ...``,
+    see ``windows_from_long_frame``) or a bars frame (``time, open, ...``, cut into stride-1 windows that never
+    span a gap); a DataError naming ``what`` otherwise."""
+    if isinstance(data, pd.DataFrame):
+        if "sample_id" in data.columns:
+            data = windows_from_long_frame(data)
+        elif "time" in data.columns:
+            data = candle_windows(data, seq_len)
+        else:
+            raise DataError(f"{what}: a frame needs either sample_id and timestep columns (generated samples) "
+                            "or a time column (bars)")
+    return check_windows(data, what, seq_len)
+
+
 def check_windows(candles, what: str, seq_len: int | None = None) -> np.ndarray:
     """``candles`` as float64 ``[n, L, 5]`` with n >= 1, finite, or a DataError naming ``what``."""
     array = np.asarray(candles, dtype=np.float64)

@@ -36,7 +36,7 @@ import pandas as pd
 
 from marketsynth import splits
 from marketsynth.errors import ConfigError, DataError
-from marketsynth.evaluation import classifiers, explain
+from marketsynth.evaluation import classifiers, diagnosis, explain
 from marketsynth.evaluation.fidelity import (
     candle_validity_rate,
     coverage,
@@ -49,14 +49,14 @@ from marketsynth.evaluation.inputs import (
     RETURN_COLUMN,
     FeatureScaler,
     MinMaxScaler,
+    as_windows,
     candle_windows,
-    check_windows,
     interleaved_split,
     subsample,
     window_features,
-    windows_from_long_frame,
 )
 from marketsynth.evaluation.privacy import memorization
+from marketsynth.evaluation.protocols import PROTOCOLS, Protocol, resolve_protocol  # noqa: F401 - PROTOCOLS re-exported
 from marketsynth.evaluation.records import EvaluationResult, MetricRecord
 from marketsynth.evaluation.stylized import (
     AGGREGATION_SCALES,
@@ -68,27 +68,6 @@ from marketsynth.representation import OHLCV
 from marketsynth.timeframes import Timeframe
 
 _RETURN_SAMPLE = 20_000  # returns per set kept in ``curves`` for histograms
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """How the discriminative and predictive scores are computed (see the module doc)."""
-
-    name: str
-    discriminative_iterations: int
-    predictive_iterations: int
-    batch_size: int = 128
-    lr: float = 1e-3
-    patience: int | None = None  # None: fixed iterations, as in the paper
-    check_every: int = 50
-    minmax_raw: bool = False  # True: min-max scaled raw OHLCV columns; False: standardised features
-    predict_from_all_columns: bool = False  # False: from the other columns (the paper)
-
-
-PROTOCOLS = {
-    "default": Protocol("default", 600, 600, batch_size=512, lr=1e-2, patience=3, predict_from_all_columns=True),
-    "timegan": Protocol("timegan", 2000, 5000, minmax_raw=True),
-}
 
 
 @dataclass(frozen=True)
@@ -122,6 +101,7 @@ def evaluate(
     discriminators: Sequence[Discriminator] = DEFAULT_DISCRIMINATORS,
     tstr_targets: Sequence[str] = classifiers.TSTR_TARGETS,
     max_windows: int | None = 5000,
+    diagnose: bool | dict = False,
 ) -> EvaluationResult:
     """All metrics of real vs synthetic candle windows ``[n, seq_len, 5]``; deterministic for a ``seed``.
 
@@ -131,14 +111,19 @@ def evaluate(
 
     ``max_windows`` caps how many windows of each set the classifiers and nearest-neighbour metrics use (a
     seeded random subset); return statistics and stylized facts use every window.
+
+    ``diagnose`` adds ``diagnosis.diagnose`` (what gives the synthetic windows away) as ``result.diagnosis``, with
+    the same seed, repeats, protocol and window cap; a dict (even empty) instead of True turns it on with more of
+    its keyword arguments (``real_phase``, ``synthetic_phase``, ``bars_per_day``, ``hidden``; see
+    ``diagnosis.real_clock``).
     """
     started = time.perf_counter()
-    proto = _protocol(protocol)
+    proto = resolve_protocol(protocol)
     if repeats < 1:
         raise ConfigError(f"repeats must be at least 1, got {repeats}")
-    real = _windows(real_windows, "real windows", seq_len)
-    synthetic = _windows(synthetic_windows, "synthetic windows", seq_len)
-    train = None if train_windows is None else _windows(train_windows, "training windows", seq_len)
+    real = as_windows(real_windows, "real windows", seq_len)
+    synthetic = as_windows(synthetic_windows, "synthetic windows", seq_len)
+    train = None if train_windows is None else as_windows(train_windows, "training windows", seq_len)
     columns = OHLCV if proto.minmax_raw else FEATURE_NAMES
     for spec in discriminators:
         _column_indices(spec.columns, columns, proto.name)
@@ -203,10 +188,8 @@ def evaluate(
 
         def discriminate(run_seed: int, spec=spec, indices=indices) -> float:
             step(f"discriminative score ({spec.name}), run {run_seed - seed + 1}/{repeats}")
-            return classifiers.discriminative_score(
-                real_cls, synthetic_cls, hidden=spec.hidden, columns=indices,
-                iterations=proto.discriminative_iterations, batch_size=proto.batch_size, lr=proto.lr,
-                patience=proto.patience, check_every=proto.check_every, seed=run_seed)
+            return proto.discriminative_score(real_cls, synthetic_cls, hidden=spec.hidden, columns=indices,
+                                              seed=run_seed)
 
         records.append(explain.discriminative_record(spec.name, classifiers.repeat(discriminate, repeats, seed),
                                                      spec.hidden or classifiers.paper_hidden(len(indices))))
@@ -230,9 +213,15 @@ def evaluate(
     step("candle validity")
     records.append(explain.validity_record(candle_validity_rate(real), candle_validity_rate(synthetic)))
     records.sort(key=lambda record: explain.GROUPS.index(record.group))  # stable: keeps the order within groups
+    diagnosed = None
+    if diagnose or isinstance(diagnose, dict):
+        options = {"seed": seed, "repeats": repeats, "protocol": proto, "max_windows": max_windows,
+                   **(diagnose if isinstance(diagnose, dict) else {})}
+        diagnosed = diagnosis.diagnose(real, synthetic, seq_len=seq_len, progress=progress, **options)
     return EvaluationResult(records=records, protocol=proto.name, seq_len=seq_len, n_real=len(real),
                             n_synthetic=len(synthetic), n_train=None if train is None else len(train),
-                            seed=seed, seconds=time.perf_counter() - started, notes=notes, curves=curves)
+                            seed=seed, seconds=time.perf_counter() - started, notes=notes, curves=curves,
+                            diagnosis=diagnosed)
 
 
 def real_vs_real_floor(
@@ -265,27 +254,6 @@ def real_vs_real_floor(
     if even.sum() < 2 or odd.sum() < 2:
         raise DataError(f"{len(bars)} bars are too few for a real-vs-real floor with chunks of {chunk_bars}")
     return evaluate(windows[even], windows[odd], seq_len=seq_len, **evaluate_kwargs)
-
-
-def _windows(data, what: str, seq_len: int) -> np.ndarray:
-    """Candle windows from an array, a long frame of samples or a bars frame (see ``evaluate``)."""
-    if isinstance(data, pd.DataFrame):
-        if "sample_id" in data.columns:
-            data = windows_from_long_frame(data)
-        elif "time" in data.columns:
-            data = candle_windows(data, seq_len)
-        else:
-            raise DataError(f"{what}: a frame needs either sample_id and timestep columns (generated samples) "
-                            "or a time column (bars)")
-    return check_windows(data, what, seq_len)
-
-
-def _protocol(protocol: str | Protocol) -> Protocol:
-    if isinstance(protocol, Protocol):
-        return protocol
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"unknown protocol '{protocol}'; use one of {', '.join(PROTOCOLS)}")
-    return PROTOCOLS[protocol]
 
 
 def _column_indices(names: Sequence[str] | None, columns: Sequence[str], protocol: str) -> list[int]:

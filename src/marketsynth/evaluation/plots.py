@@ -171,6 +171,35 @@ def dependence(real: dict, synthetic: dict, n_real_returns: int):
 
 
 @_styled
+def diagnosis_curves(acfs: dict, daily: dict | None = None):
+    """The diagnosis's ACFs of |returns| and of relative volume over lags, real vs synthetic; with ``daily``
+    profiles (``diagnosis.daily_profile`` per side) also mean log volume and mean |return| by hour of the day."""
+    profiles = [key for key in ("volume", "abs_ret") if daily and daily.get("real") is not None]
+    fig = _figure(14, 3.6 * (2 if profiles else 1))
+    axes = np.atleast_1d(fig.subplots(2 if profiles else 1, 2, squeeze=False)).ravel()
+    lags = np.asarray(acfs["lags"])
+    for ax, (key, title) in zip(axes, (("abs_ret", "|Returns|: autocorrelation over lags"),
+                                       ("volume", "Relative volume: autocorrelation over lags")), strict=False):
+        ax.axhline(0, color="grey", linewidth=0.8)
+        ax.plot(lags, acfs[key]["real"], "o-", color=REAL, markersize=3, label="real")
+        ax.plot(lags, acfs[key]["synthetic"], "s--", color=SYNTHETIC, markersize=3, label="synthetic")
+        ax.set(title=title, xlabel="lag (bars)", ylabel="correlation")
+        ax.grid(alpha=0.3)
+    axes[0].legend(frameon=False, fontsize=8)
+    titles = {"volume": "Mean log(1 + volume) by position in the day",
+              "abs_ret": "Mean |return| by position in the day"}
+    for ax, key in zip(axes[2:], profiles, strict=False):
+        hours = np.arange(len(daily["real"][key]))
+        ax.plot(hours, daily["real"][key], "o-", color=REAL, markersize=3, label="real")
+        if daily.get("synthetic") is not None:
+            ax.plot(hours, daily["synthetic"][key], "s--", color=SYNTHETIC, markersize=3, label="synthetic")
+        ax.set(title=titles[key], xlabel="bar of the day (UTC)", ylabel="mean")
+        ax.grid(alpha=0.3)
+        ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+@_styled
 def embedding(real: dict[str, np.ndarray], synthetic: dict[str, np.ndarray], captions: dict[str, str]):
     """Scatter plots of 2-D embeddings (``{"PCA": xy, "t-SNE": xy}``) of real and synthetic windows."""
     fig = _figure(6.5 * len(real), 5.6)

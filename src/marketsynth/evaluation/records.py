@@ -41,6 +41,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -82,14 +83,14 @@ def limits_text(rule: str, percent: bool = False) -> str:
     return f"good within {show(good)}, fair within {show(fair)}"
 
 
-def _plain(value):
+def plain_json(value):
     """JSON-safe plain Python: numpy scalars and arrays to numbers and lists, NaN/inf to None."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain_json(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
+        return plain_json(value.tolist())
     if isinstance(value, np.bool_ | bool):
         return bool(value)
     if isinstance(value, np.integer):
@@ -119,7 +120,7 @@ class MetricRecord:
             setattr(self, name, None if value is None or not math.isfinite(value) else float(value))
 
     def to_dict(self) -> dict:
-        return _plain(asdict(self))
+        return plain_json(asdict(self))
 
 
 @dataclass
@@ -127,7 +128,8 @@ class EvaluationResult:
     """What ``evaluate`` returns: the records, the settings, notes, and the curves behind the report's plots.
 
     ``curves`` holds arrays (return samples, ACFs per lag, distances); ``to_json`` leaves them out unless
-    asked, to keep the metrics file small.
+    asked, to keep the metrics file small. ``diagnosis`` (a ``diagnosis.Diagnosis``, from ``evaluate(...,
+    diagnose=True)``) is saved with the records when present.
     """
 
     records: list[MetricRecord]
@@ -140,6 +142,7 @@ class EvaluationResult:
     seconds: float
     notes: list[str] = field(default_factory=list)
     curves: dict = field(default_factory=dict, repr=False)
+    diagnosis: Any = None  # diagnosis.Diagnosis (not imported: diagnosis builds on this module)
 
     def record(self, name: str) -> MetricRecord:
         """The record called ``name`` (KeyError listing the names if there is none)."""
@@ -170,8 +173,10 @@ class EvaluationResult:
             "notes": list(self.notes),
             "records": [r.to_dict() for r in self.records],
         }
+        if self.diagnosis is not None:
+            out["diagnosis"] = self.diagnosis.to_dict()
         if curves:
-            out["curves"] = _plain(self.curves)
+            out["curves"] = plain_json(self.curves)
         return out
 
     def to_json(self, path: str | Path | None = None, *, curves: bool = False, indent: int = 2) -> str:

@@ -1,10 +1,11 @@
 """The evaluation report: one self-contained HTML page (images embedded as base64 PNG) plus the PNGs beside it.
 
-``write_report`` assembles sections (a summary in plain language, the metrics table with verdicts, candlestick
-samples, return distributions, autocorrelations, PCA / t-SNE of windows, memorization, training curves, notes)
-and any ``reports.Section`` a caller adds (risk, model comparisons...), and writes them with the one page layout
-(``marketsynth.reports``: jinja2 templates, autoescape on, so everything from data or users is escaped). The
-figures themselves are drawn in ``plots``; the analysis sections live in ``report_sections``.
+``write_report`` assembles sections (a summary in plain language, the metrics table with verdicts, what gives the
+synthetic windows away when the result carries a diagnosis, candlestick samples, return distributions,
+autocorrelations, PCA / t-SNE of windows, memorization, training curves, notes) and any ``reports.Section`` a
+caller adds (risk, model comparisons...), and writes them with the one page layout (``marketsynth.reports``:
+jinja2 templates, autoescape on, so everything from data or users is escaped). The figures themselves are drawn
+in ``plots``; the analysis sections live in ``report_sections``, the diagnosis's in ``report_diagnosis``.
 """
 
 from __future__ import annotations
@@ -63,12 +64,14 @@ def write_report(path: str | Path, *, title: str, result: EvaluationResult | Non
     directory) adds its training curves; ``sections`` are appended in order; ``summary`` rows open the page.
     Both are written atomically (``reports.write_page``): a failure leaves an earlier report intact.
     """
-    from marketsynth.evaluation import report_sections
+    from marketsynth.evaluation import report_diagnosis, report_sections
 
     notes: list[str] = []
     built = [_summary_section(result, summary)]
     if result is not None:
         built.append(metrics_section(result))
+        if result.diagnosis is not None:
+            built.append(report_diagnosis.diagnosis_section(result.diagnosis))
     built += report_sections.analysis_sections(result, real_windows, synthetic_windows, notes)
     if model_dir is not None:
         built.append(report_sections.training_section(Path(model_dir), notes))
