@@ -144,9 +144,9 @@ def train_model(model: str, bars: pd.DataFrame, *, out: str | Path, adjacent: st
     from marketsynth import api
 
     cls = get_model_class(model)
-    if cls.name not in candle_models(conditional=False):
-        raise ModelError(f"{cls.name} does not generate unconditional candles, so it cannot run this pipeline; "
-                         f"choose one of {', '.join(candle_models(conditional=False))}")
+    if cls.name not in candle_models():
+        raise ModelError(f"{cls.name} does not generate candles, so it cannot run this pipeline; "
+                         f"choose one of {', '.join(candle_models())}")
     stages, out = stages or Progress(), Path(out)
     began = time.perf_counter()
     config = {"seq_len": seq_len}

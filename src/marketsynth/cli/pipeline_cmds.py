@@ -12,7 +12,7 @@ from marketsynth.cli.options import data_source_options
 from marketsynth.errors import ConfigError
 from marketsynth.models.registry import DEFAULT_MODEL, candle_models, get_model_class
 
-CANDLE_MODELS = candle_models(conditional=False)  # what run and compare train
+CANDLE_MODELS = candle_models()  # what run and compare train
 EPOCHS_HELP = ("Epochs (default per model: "
                + ", ".join(f"{m} {get_model_class(m).default_epochs}" for m in CANDLE_MODELS) + ").")
 DATA_HELP = "Candles: from an exchange (default bybit BTCUSDT 1h, last 365 days), --csv FILE or --sample NAME."
