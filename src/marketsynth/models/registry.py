@@ -30,7 +30,7 @@ def model_names() -> list[str]:
 
 def candle_models(*, conditional: bool = True) -> list[str]:
     """The models that generate candles (not per-bar feature vectors), in table order; ``conditional=False``
-    leaves out the ones trained on labels (cgan); `run` and `compare` accept all of them.
+    leaves out the ones trained on labels (cgan); ``run`` and ``compare`` accept all of them."""
     return [name for name, cls in MODELS.items()
             if cls.models_candles and (conditional or not issubclass(cls, Conditional))]
 
