@@ -45,10 +45,14 @@ import numpy as np
 import pandas as pd
 
 from marketsynth import comparison, pipeline
+from marketsynth.checkpoint import load_checkpoint
 from marketsynth.data.io import read_bars_file
 from marketsynth.data.load import FileSource, load
 from marketsynth.evaluation import BENCHMARK_DISCRIMINATORS, real_vs_real_floor
+from marketsynth.evaluation.diagnosis import diagnose, real_clock
+from marketsynth.evaluation.inputs import windows_from_long_frame
 from marketsynth.evaluation.records import VERDICT_RULES
+from marketsynth.models.capabilities import Conditional
 from marketsynth.representation import make_representation
 from marketsynth.rundir import run_directory
 
@@ -105,6 +109,27 @@ def gaussian_windows(train_bars: pd.DataFrame, n: int, seq_len: int, seed: int) 
     return rep.decode(z)
 
 
+def diagnosis_windows(folder: Path, n: int, seed: int, clock: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Windows to diagnose a model by: fresh samples at known start positions in the day when the model reads the
+    clock (so its daily cycle can be compared), else the ``synthetic.csv`` the comparison evaluated."""
+    checkpoint = load_checkpoint(folder / "checkpoint")
+    model, season = checkpoint.model, int(getattr(checkpoint.model.config, "season", 0) or 0)
+    if clock and season and not isinstance(model, Conditional):
+        phases = np.random.default_rng(seed).integers(0, season, n)
+        return checkpoint.representation.decode(model.sample(n, phases, seed=seed)), phases
+    return windows_from_long_frame(pd.read_csv(folder / "synthetic.csv")), None
+
+
+def diagnosis_markdown(diagnoses: dict) -> str:
+    """What gives each model away: the top findings of its diagnosis (``evaluation.diagnosis``)."""
+    if not diagnoses:
+        return ""
+    parts = ["\n## What gives each row away (top findings, most severe first)\n"]
+    for name, found in diagnoses.items():
+        parts.append(f"**{name}**\n\n" + "\n".join(f"- {line}" for line in found.summary_lines(6)) + "\n")
+    return "\n".join(parts)
+
+
 def to_markdown(rows: list[dict]) -> str:
     columns = ["row", *DISC_SHORT, "predictive", "memorization", "stylized score", *STYLIZED, "train s", "epochs"]
     fmt = {"memorization": "{:.1%}", "predictive": "{:.4f}", "train s": "{:.0f}", "epochs": "{}"}
@@ -156,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-minutes", type=float, default=2.0)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--floor-repeats", type=int, default=4)
+    parser.add_argument("--no-diagnose", dest="diagnose", action="store_false",
+                        help="skip the per-model diagnosis (about 1.5 min each)")
     parser.add_argument("--models", default="dcgan,wgan-gp,timegan,garch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", default="interleaved", choices=pipeline.SPLITS)
@@ -196,6 +223,16 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row_from(run["model"], result.results[(run["model"], run["seed"])], kind="model",
                                  **{"train s": run["train_seconds"], "epochs": run["epochs"]}))
             log(f"{run['model']}: {rows[-1]}")
+        diagnoses = {}
+        if args.diagnose:
+            clock = real_clock(test_bars, 24)
+            diagnoses["real (training period)"] = diagnose(test_w, train_w, seq_len=24, seed=args.seed, **clock)
+            for run in result.runs:
+                synthetic, phases = diagnosis_windows(work / "models" / f"{run['model']}-seed{run['seed']}",
+                                                      len(test_w), run["seed"], bool(clock))
+                diagnoses[run["model"]] = diagnose(test_w, synthetic, seq_len=24, seed=args.seed,
+                                                   synthetic_phase=phases, **clock)
+                log(f"{run['model']} diagnosis: " + " | ".join(diagnoses[run["model"]].summary_lines(3)))
         folder.record["args"] = vars(args)
     lines = verdict(rows, rows[0])
     training = f"budget {args.budget_minutes} min per model" if args.budget_minutes > 0 else "default epochs"
@@ -203,11 +240,13 @@ def main(argv: list[str] | None = None) -> int:
             f"bars); trained on {result.meta['train']}; evaluated on {result.meta['test']}; {training}; "
             f"repeats {args.repeats}; "
             f"total {time.perf_counter() - began:.0f} s\n\n"
-            + to_markdown(rows) + "\n\n" + "\n".join(f"- {line}" for line in lines) + "\n")
+            + to_markdown(rows) + "\n\n" + "\n".join(f"- {line}" for line in lines) + "\n"
+            + diagnosis_markdown(diagnoses))
     out = Path(args.out)
     (out / "quality.md").write_text(text, encoding="utf-8")
-    (out / "quality.json").write_text(json.dumps({"rows": rows, "verdict": lines, "meta": result.meta}, indent=2,
-                                                 default=str) + "\n", encoding="utf-8")
+    (out / "quality.json").write_text(json.dumps({"rows": rows, "verdict": lines, "meta": result.meta,
+                                                  "diagnosis": {k: d.to_dict() for k, d in diagnoses.items()}},
+                                                 indent=2, default=str) + "\n", encoding="utf-8")
     print(text)
     return 0
 
