@@ -1,6 +1,7 @@
 """Quality benchmark: every candle model against the real-vs-real floor on BTCUSDT 1h (results in BENCHMARKS.md).
 
-    python benchmarks/quality.py [--csv ../shared/data/BTCUSDT_1h.csv] [--days 365] [--budget-minutes 2]
+    python benchmarks/quality.py [--csv ../shared/data/BTCUSDT_1h.csv] [--days 365] [--end 2022-06-29T20:00]
+                                 [--budget-minutes 2] [--floor-repeats 4] [--no-diagnose]
                                  [--repeats 2] [--models dcgan,wgan-gp,timegan,garch] [--split interleaved]
                                  [--out runs/bench-quality]
 
@@ -178,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--csv", default=str(here.parent / "shared" / "data" / "BTCUSDT_1h.csv"))
     parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--end", default=None, help="last bar's time (UTC); default: the file's last bar")
     parser.add_argument("--budget-minutes", type=float, default=2.0)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--floor-repeats", type=int, default=4)
@@ -195,8 +197,9 @@ def main(argv: list[str] | None = None) -> int:
 
     with run_directory(args.out, kind="benchmark", overwrite=True) as folder, pipeline.torch_threads(1):
         work = folder.work
-        end = read_bars_file(args.csv)["time"].iloc[-1]
-        data = load(FileSource(args.csv, start=end - pd.Timedelta(days=args.days) + pd.Timedelta(hours=1)))
+        end = read_bars_file(args.csv)["time"].iloc[-1] if args.end is None else pd.Timestamp(args.end, tz="UTC")
+        data = load(FileSource(args.csv, start=end - pd.Timedelta(days=args.days) + pd.Timedelta(hours=1),
+                               end=end))
         log(f"{data.label}: {len(data.bars)} bars {data.description['start']} → {data.description['end']}")
         floors = [row_from(f"floor, phase {phase}", real_vs_real_floor(
             data.bars, CHUNK, phase=phase, seq_len=24, discriminators=BENCHMARK_DISCRIMINATORS, repeats=1,
