@@ -2,6 +2,7 @@
 
 from marketsynth.representation.encoding import (
     OHLCV,
+    QUANTILE_SCALINGS,
     REPRESENTATIONS,
     SCALINGS,
     LogReturnLevelRepresentation,
@@ -23,7 +24,8 @@ from marketsynth.representation.windows import (
 )
 
 __all__ = [
-    "OHLCV", "REPRESENTATIONS", "SCALINGS", "LogReturnLevelRepresentation", "LogReturnRepresentation", "MinMaxOHLCV",
+    "OHLCV", "QUANTILE_SCALINGS", "REPRESENTATIONS", "SCALINGS", "LogReturnLevelRepresentation",
+    "LogReturnRepresentation", "MinMaxOHLCV",
     "Representation",
     "Windows", "candles_frame", "create_sequences", "follows_previous_bar",
     "make_representation", "representation_from_dict", "take_windows", "valid_ohlcv", "window_starts",

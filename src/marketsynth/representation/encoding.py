@@ -5,8 +5,10 @@ close ``Cp``, so one model serves BTC at 60 000 and a token at 0.0001::
 
     gap = log(O/Cp)   ret = log(C/Cp)   upper = log(H/max(O,C))   lower = log(min(O,C)/L)   volume = log1p(V)
 
-followed by a per-feature affine scaling fitted on training data (``standard`` z-scores for recurrent models,
-``minmax`` to [-1, 1] for tanh generators). Decoding rebuilds prices from an anchor (the close before the
+followed by a per-feature scaling fitted on training data: affine (``standard`` z-scores for recurrent models,
+``minmax`` to [-1, 1] for tanh generators) or through each feature's empirical CDF (``quantile-normal`` /
+``quantile-uniform``, ``representation.quantile``: fat tails tamed and exact atoms such as open == previous
+close expressible by a continuous generator). Decoding rebuilds prices from an anchor (the close before the
 window) so that *any* finite model output gives valid candles by construction: wicks and volume pass through
 max(x, 0), which is the identity on real data, so encode -> decode is exact. ``MinMaxOHLCV`` is the seed's
 legacy encoding (raw columns min-max scaled); it is not scale-free and has to repair its outputs.
@@ -23,12 +25,16 @@ import pandas as pd
 
 from marketsynth.data.bars import time_breaks, valid_candles
 from marketsynth.errors import ConfigError, DataError, ModelError, did_you_mean
+from marketsynth.representation.quantile import QuantileMap
 from marketsynth.scaling import AffineScaler
 
 OHLCV = ("open", "high", "low", "close", "volume")
-SCALINGS = ("standard", "minmax")
+_ZERO_TOLERANCE = 1e-9  # log units: far below any market's price tick (>= ~1e-6), far above float rounding
+QUANTILE_SCALINGS = {"quantile-normal": "normal", "quantile-uniform": "uniform"}  # scaling -> QuantileMap target
+SCALINGS = ("standard", "minmax", *QUANTILE_SCALINGS)
 _FORMAT = "marketsynth.representation"
-_VERSION = 1
+_VERSION = 2  # 2: adds the quantile scalings (their knots under "quantile"); version 1 dicts still load
+_READABLE_VERSIONS = (1, 2)
 
 
 class Representation(ABC):
@@ -45,6 +51,7 @@ class Representation(ABC):
         self.center: np.ndarray | None = None
         self.scale: np.ndarray | None = None
         self.last_close: float | None = None  # last real close seen in fit: the default anchor for generation
+        self.quantiles: QuantileMap | None = None  # the fitted CDF maps of the quantile scalings
 
     @property
     def n_features(self) -> int:
@@ -70,8 +77,10 @@ class Representation(ABC):
             raw = np.concatenate([features[keep] for features, keep in encoded])
         else:
             raw = np.concatenate([features for features, _ in encoded])
-        scaler = AffineScaler.standard(raw) if self.scaling == "standard" else AffineScaler.symmetric(raw)
+        scaler = AffineScaler.symmetric(raw) if self.scaling == "minmax" else AffineScaler.standard(raw)
         self.center, self.scale = scaler.center, scaler.scale  # a constant feature maps to 0, no division by 0
+        if self.scaling in QUANTILE_SCALINGS:  # center/scale stay the features' moments, for reference
+            self.quantiles = QuantileMap.fit(raw, QUANTILE_SCALINGS[self.scaling])
         self.last_close = float(frames[-1]["close"].iloc[-1])
         return self
 
@@ -82,12 +91,24 @@ class Representation(ABC):
     def transform(self, features: np.ndarray) -> np.ndarray:
         """Unscaled -> scaled features."""
         self._require_fitted()
+        if self.quantiles is not None:
+            return self.quantiles.transform(features)
         return AffineScaler(self.center, self.scale)(features)
 
     def inverse_transform(self, scaled: np.ndarray) -> np.ndarray:
         """Scaled -> unscaled features."""
         self._require_fitted()
+        if self.quantiles is not None:
+            return self.quantiles.inverse(scaled)
         return AffineScaler(self.center, self.scale).inverse(scaled)
+
+    def unscaled_feature(self, scaled, name: str) -> np.ndarray:
+        """One feature's unscaled values from its scaled values (any shape), e.g. the ``ret`` log returns."""
+        self._require_fitted()
+        j = self.feature_names.index(name)
+        if self.quantiles is not None:
+            return self.quantiles.feature_inverse(scaled, j)
+        return np.asarray(scaled, dtype=np.float64) * self.scale[j] + self.center[j]
 
     def decode(self, model_output, start_price: float | np.ndarray | None = None) -> np.ndarray:
         """Candles ``[n, L, 5]`` (open, high, low, close, volume) from model output ``[n, L, F]``/``[L, F]``.
@@ -114,13 +135,14 @@ class Representation(ABC):
         """JSON-serialisable state; ``representation_from_dict`` rebuilds it."""
         return {
             "format": _FORMAT,
-            "version": _VERSION,
+            "version": _VERSION if self.quantiles is not None else 1,  # older readers still load the others
             "name": self.name,
             "scaling": self.scaling,
             "feature_names": list(self.feature_names),
             "center": None if self.center is None else [float(x) for x in self.center],
             "scale": None if self.scale is None else [float(x) for x in self.scale],
             "last_close": self.last_close,
+            **({"quantile": self.quantiles.to_dict()} if self.quantiles is not None else {}),
         }
 
     def _require_fitted(self) -> None:
@@ -167,7 +189,7 @@ class LogReturnRepresentation(Representation):
         start = np.broadcast_to(start, (len(features),)) if start.ndim == 0 else start
         if start.shape != (len(features),):
             raise ModelError(f"start_price has {start.size} values for {len(features)} samples; pass 1 or n")
-        gap, ret, upper, lower, volume = np.moveaxis(features, -1, 0)
+        gap, ret, upper, lower, volume = np.moveaxis(_exact_zeros(features, (0, 2, 3)), -1, 0)
         log_start = np.log(start)[:, None]
         log_close = log_start + np.cumsum(ret, axis=1)
         log_prev = np.concatenate([log_start, log_close[:, :-1]], axis=1)
@@ -247,8 +269,9 @@ def representation_from_dict(data: Mapping) -> Representation:
     """Rebuild a representation from ``to_dict()`` output (e.g. a checkpoint's representation.json)."""
     if not isinstance(data, Mapping) or data.get("format") != _FORMAT:
         raise ModelError(f"not a saved representation (expected a dict with format '{_FORMAT}')")
-    if data.get("version") != _VERSION:
-        raise ModelError(f"unsupported representation version {data.get('version')!r}; expected {_VERSION}")
+    if data.get("version") not in _READABLE_VERSIONS:
+        raise ModelError(f"unsupported representation version {data.get('version')!r}; expected one of "
+                         f"{', '.join(map(str, _READABLE_VERSIONS))}")
     cls = REPRESENTATIONS.get(data.get("name"))
     if cls is None:
         raise ModelError(f"unknown representation {data.get('name')!r}; known: {', '.join(REPRESENTATIONS)}")
@@ -266,6 +289,10 @@ def representation_from_dict(data: Mapping) -> Representation:
                 raise ValueError("scale must be positive")
         if data["last_close"] is not None:
             rep.last_close = float(_positive(data["last_close"], "last_close", ModelError))
+        if rep.scaling in QUANTILE_SCALINGS and rep.center is not None:
+            rep.quantiles = QuantileMap.from_dict(data["quantile"], rep.n_features)
+            if rep.quantiles.target != QUANTILE_SCALINGS[rep.scaling]:
+                raise ValueError(f"quantile target {rep.quantiles.target} does not match scaling {rep.scaling}")
     except (ConfigError, KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"saved {cls.name} representation is malformed: {exc}") from exc
     return rep
@@ -320,6 +347,19 @@ def _previous_closes(ohlcv: np.ndarray, prev_close: float | None) -> np.ndarray:
     prev[1:] = close[:-1]
     prev[0] = ohlcv[0, 0] if prev_close is None else _positive(prev_close, "prev_close", DataError)
     return prev
+
+
+def _exact_zeros(features: np.ndarray, columns: tuple[int, ...]) -> np.ndarray:
+    """``features`` with values of ``columns`` within ``_ZERO_TOLERANCE`` of 0 set to exactly 0.
+
+    A model that draws the atom "open == previous close" (gap 0) or "no wick" returns it through the scaler's
+    inverse, which leaves a rounding residue of about 1e-12; decoded as it is, the open would differ from the
+    previous close in the last bits and the atom would be lost in the candles."""
+    out = np.array(features, dtype=np.float64, copy=True)
+    for j in columns:
+        column = out[..., j]
+        column[np.abs(column) < _ZERO_TOLERANCE] = 0.0
+    return out
 
 
 def _positive(value, what: str, error: type[Exception]) -> np.ndarray:

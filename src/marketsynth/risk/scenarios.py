@@ -150,7 +150,7 @@ def close_returns(representation, raw: np.ndarray) -> np.ndarray:
 
     if isinstance(representation, LogReturnRepresentation) and representation.fitted:
         i = representation.feature_names.index("ret")
-        log_returns = raw[:, :, i].astype(np.float64) * representation.scale[i] + representation.center[i]
+        log_returns = representation.unscaled_feature(raw[:, :, i], "ret")
         with np.errstate(over="ignore", invalid="ignore"):
             return np.expm1(np.cumsum(log_returns, axis=1))
     candles = representation.decode(raw, start_price=1.0)
