@@ -106,13 +106,14 @@ def test_training_arrays_label_and_oversample_the_windows():
     arrays = model.training_arrays(data)
     counts = model.label_counts
     assert counts[1] < counts[0] and sum(counts) == arrays.count == len(data.windows(SEQ_LEN).features)
-    assert np.bincount(arrays.conditions).tolist() == [counts[0], counts[0]]  # panic oversampled to calm's size
+    assert arrays.conditions.shape == (len(arrays.train), 2)  # (label, start position in the day) per window
+    assert np.bincount(arrays.conditions[:, 0]).tolist() == [counts[0], counts[0]]  # panic oversampled to calm's
     assert arrays.meta["regimes"] == {"calm": counts[0], "panic": counts[1]}
     assert arrays.describe() == f"{sum(counts)} windows of {SEQ_LEN} bars"
     again = CGAN(config, seed=0).training_arrays(data)  # the same seed, the same order (exact resume)
     np.testing.assert_array_equal(again.conditions, arrays.conditions)
     unbalanced = CGAN({**config, "balance": False}, seed=0).training_arrays(data)
-    assert np.bincount(unbalanced.conditions).tolist() == counts and unbalanced.count == len(unbalanced.train)
+    assert np.bincount(unbalanced.conditions[:, 0]).tolist() == counts and unbalanced.count == len(unbalanced.train)
     automatic = TrainingData(data.bars, representation=data.representation)
     assert CGAN.configure(TINY, automatic)["regimes"] == list(AUTO_REGIMES)
 

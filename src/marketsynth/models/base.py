@@ -34,6 +34,7 @@ from marketsynth.errors import ModelError
 from marketsynth.models.capabilities import Conditional, Temperature
 from marketsynth.models.data import TrainingArrays, TrainingData
 from marketsynth.representation import Representation, make_representation
+from marketsynth.timeframes import bars_per_day, position_in_day
 
 
 @dataclass
@@ -88,6 +89,10 @@ class GenerativeModel(ABC):
     native_long_paths: ClassVar[bool] = False  # True: ``sample(length=...)`` continues one state; False: chained
     supports_distributed: ClassVar[bool] = False  # True: train_step runs its forwards through ``net(name)`` (DDP)
     ddp_exclude: ClassVar[tuple[str, ...]] = ()  # modules not wrapped in DDP; train_step calls average_gradients
+    # True: the model reads each bar's time of day (``day_clock``) when its config's ``season`` (bars per day,
+    # set by ``configure`` for intraday bars) is non-zero; its training items come with their first bar's position
+    # in the day as conditions, and ``sample`` takes start positions (drawn uniformly when not given)
+    daily_cycle: ClassVar[bool] = False
     watch_loss: ClassVar[str] = "g_loss"  # the loss whose explosion the training loop warns about
     collapse_hint: ClassVar[str] = ", or the wgan-gp model"  # added to the loop's mode-collapse warning
     # what a model without a sampling temperature offers instead, after "<name> has no sampling temperature; "
@@ -119,13 +124,47 @@ class GenerativeModel(ABC):
         config = dict(config)
         if data.representation is not None:
             config["n_features"] = data.representation.n_features
+        if cls.daily_cycle and "season" not in config:
+            config["season"] = bars_per_day(data.bars["time"], data.timeframe)
         return config
 
     def training_arrays(self, data: TrainingData) -> TrainingArrays:
         """The arrays the fit reads: by default every window of ``seq_len`` bars inside a gap-free segment, the
-        last ``val_fraction`` of them held out (``TrainingData.split``)."""
+        last ``val_fraction`` of them held out (``TrainingData.split``); with a daily cycle each window's first
+        bar's position in the day is its condition."""
         split = data.split(self.config.seq_len)
-        return TrainingArrays(split.train.features, val=None if split.val is None else split.val.features)
+        return TrainingArrays(split.train.features, self.window_phases(data, split.train.start_index),
+                              val=None if split.val is None else split.val.features)
+
+    # ---- the daily cycle (``daily_cycle`` models) ----------------------------------------------------------------
+    @property
+    def clock_season(self) -> int:
+        """Bars per day this model reads the time of day with; 0: no daily cycle."""
+        return int(getattr(self.config, "season", 0) or 0) if self.daily_cycle else 0
+
+    def window_phases(self, data: TrainingData, starts: np.ndarray) -> np.ndarray | None:
+        """Position in the day (bars since UTC midnight) of the bars at rows ``starts``; None without a cycle."""
+        if not self.clock_season:
+            return None
+        return position_in_day(data.bars["time"].to_numpy()[np.asarray(starts)], self.clock_season)
+
+    def start_phases(self, phases, n: int, generator: torch.Generator) -> torch.Tensor | None:
+        """``[n]`` start positions in the day for sampling: the given ones, else drawn uniformly (None without a
+        daily cycle)."""
+        if not self.clock_season:
+            return None
+        if phases is not None:
+            return torch.as_tensor(np.array(phases, dtype=np.int64)).reshape(-1)
+        return torch.randint(0, self.clock_season, (n,), generator=generator)
+
+    def day_clock(self, phases: torch.Tensor | None, steps: int) -> torch.Tensor | None:
+        """``[b, steps, 2]`` sine and cosine of each step's time of day for windows starting at ``phases`` ``[b]``
+        (bars since midnight); None without a daily cycle."""
+        if not self.clock_season or phases is None:
+            return None
+        phases = torch.as_tensor(phases, device=self.device).reshape(-1).float()
+        angle = 2 * torch.pi * (phases[:, None] + torch.arange(steps, device=self.device)) / self.clock_season
+        return torch.stack([torch.sin(angle), torch.cos(angle)], dim=-1)
 
     # ---- training ----------------------------------------------------------------------------------------------
     def train_step(
@@ -234,7 +273,18 @@ class GenerativeModel(ABC):
         """``sample`` after its checks (``Temperature`` models also get ``temperature``, a float)."""
 
     def check_conditions(self, conditions, n: int):
-        """The conditions for ``n`` paths as the model takes them; unconditional models refuse any."""
+        """The conditions for ``n`` paths as the model takes them: with a daily cycle, each path's start position
+        in the day (bars since midnight, one or ``n``); unconditional models refuse any other."""
+        if conditions is not None and self.clock_season:
+            start = np.asarray(conditions).reshape(-1)
+            if not np.issubdtype(start.dtype, np.integer) and not np.array_equal(start, np.round(start)):
+                raise ModelError(f"{self.name} conditions are start positions in the day, whole numbers of bars "
+                                 f"since midnight")
+            start = np.broadcast_to(start.astype(np.int64), (n,)) if start.size == 1 else start.astype(np.int64)
+            if start.shape != (n,) or (start < 0).any() or (start >= self.clock_season).any():
+                raise ModelError(f"{self.name} conditions are start positions in the day: one (0.."
+                                 f"{self.clock_season - 1}) or one per path ({n}); got {np.asarray(conditions).size}")
+            return start
         if conditions is not None:
             raise ModelError(f"{self.name} is unconditional; drop the conditions (use a conditional model such as "
                              f"cgan)")
@@ -285,6 +335,12 @@ class GenerativeModel(ABC):
     def noise_generator(self, seed: int) -> torch.Generator:
         """A CPU generator: noise is drawn on the CPU then moved, so a seed gives the same draws on any device."""
         return torch.Generator(device="cpu").manual_seed(int(seed))
+
+
+def with_clock(x: torch.Tensor, clock: torch.Tensor | None) -> torch.Tensor:
+    """``[b, T, d]`` with the time-of-day clock's channels (``GenerativeModel.day_clock``) appended; ``x`` itself
+    without a daily cycle."""
+    return x if clock is None else torch.cat([x, clock[:, : x.shape[1]].to(x.dtype)], dim=2)
 
 
 def _at_least_one(value, what: str) -> int:

@@ -39,7 +39,15 @@ from marketsynth.errors import ModelError
 from marketsynth.models.base import ModelConfig
 from marketsynth.models.capabilities import Conditional
 from marketsynth.models.data import TrainingArrays, TrainingData
-from marketsynth.models.wgan_gp import WGANGP, LSTMCritic, LSTMGenerator, WGANGPConfig
+from marketsynth.models.wgan_gp import (
+    WGANGP,
+    Context,
+    LSTMCritic,
+    LSTMGenerator,
+    WGANGPConfig,
+    clock_channels,
+    with_clock,
+)
 from marketsynth.regimes import AUTO_REGIMES, RegimeDefinition, auto_labels, bar_paths, column_labels, regime_stats
 
 
@@ -70,7 +78,7 @@ class ConditionalGenerator(nn.Module):
     def __init__(self, cfg: CGANConfig):
         super().__init__()
         self.embed = nn.Embedding(len(cfg.regimes), cfg.embed_dim)
-        self.body = LSTMGenerator(replace(cfg, latent_dim=cfg.latent_dim + cfg.embed_dim))
+        self.body = LSTMGenerator(replace(cfg, latent_dim=cfg.latent_dim + cfg.embed_dim + clock_channels(cfg)))
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor, state=None):
         """Noise ``[b, T, latent]`` and labels ``[b]`` -> features ``[b, T, F]`` and the LSTM state."""
@@ -81,7 +89,7 @@ class ConditionalCritic(nn.Module):
     def __init__(self, cfg: CGANConfig):
         super().__init__()
         self.embed = nn.Embedding(len(cfg.regimes), cfg.embed_dim)
-        self.body = LSTMCritic(replace(cfg, n_features=cfg.n_features + cfg.embed_dim))
+        self.body = LSTMCritic(replace(cfg, n_features=cfg.n_features + cfg.embed_dim + clock_channels(cfg)))
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Windows ``[b, T, F]`` and labels ``[b]`` -> one score per window ``[b]``."""
@@ -140,10 +148,12 @@ class CGAN(Conditional, WGANGP):
         split = data.split(self.config.seq_len)
         labels = self.label_windows(data, split.train.start_index)
         windows = split.train.features
+        phases = self.window_phases(data, split.train.start_index)
+        conditions = labels if phases is None else np.column_stack([labels, phases])  # (label, phase) per window
         if self.config.balance:
             order = balanced_order(labels, seed=self.seed)
-            windows, labels = windows[order], labels[order]
-        return TrainingArrays(windows, labels, val=None if split.val is None else split.val.features,
+            windows, conditions = windows[order], conditions[order]
+        return TrainingArrays(windows, conditions, val=None if split.val is None else split.val.features,
                               meta={"regimes": dict(zip(self.regimes, self.label_counts, strict=True))},
                               count=len(split.train.features))
 
@@ -177,14 +187,26 @@ class CGAN(Conditional, WGANGP):
         return labels
 
     # ---- conditions ----------------------------------------------------------------------------------------
-    def _condition_labels(self, conditions, n: int) -> torch.Tensor:
-        return torch.as_tensor(self.label_array(conditions, n), device=self.device)
+    def _training_conditions(self, conditions, n: int):
+        """Labels ``[b]``, or with a daily cycle ``[b, 2]`` (label, start phase) per window."""
+        if conditions is not None and self.clock_season and conditions.ndim == 2 and conditions.shape[1] == 2:
+            return torch.as_tensor(self.label_array(conditions[:, 0], n), device=self.device), conditions[:, 1]
+        return torch.as_tensor(self.label_array(conditions, n), device=self.device), None
 
-    def _generate(self, generator: nn.Module, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        return generator(z, labels)[0]
+    def _sample_context(self, conditions, n: int, steps: int, generator: torch.Generator | None) -> Context:
+        """Conditions are regime labels; start phases are drawn from ``generator`` (None: midnight)."""
+        labels = torch.as_tensor(self.label_array(conditions, n), device=self.device)
+        if generator is None:
+            phases = torch.zeros(n, dtype=torch.long) if self.clock_season else None
+        else:
+            phases = self.start_phases(None, n, generator)
+        return Context(labels, self.day_clock(phases, steps))
 
-    def _score(self, critic: nn.Module, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        return critic(x, labels)
+    def _generate(self, generator: nn.Module, z: torch.Tensor, context: Context) -> torch.Tensor:
+        return generator(with_clock(z, context.clock), context.labels)[0]
+
+    def _score(self, critic: nn.Module, x: torch.Tensor, context: Context) -> torch.Tensor:
+        return critic(with_clock(x, context.clock), context.labels)
 
     # ---- generation ----------------------------------------------------------------------------------------
     def generate_from_latent(self, z: torch.Tensor, conditions: np.ndarray | None = None) -> np.ndarray:

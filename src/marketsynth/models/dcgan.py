@@ -12,8 +12,17 @@ least 2 and 2 once it reaches 1 (the length stays 1), so short windows still fit
 
 Training: one discriminator step (real labels smoothed to 0.9, fake labels 0.1, BCE on logits) then one
 generator step (non-saturating BCE against 1.0: the smoothing is one-sided, on the discriminator only); Adam
-2e-4, betas (0.5, 0.999). Tanh output means the representation scales features to [-1, 1] (``minmax``).
+2e-4, betas (0.5, 0.999). The seed's tanh output needs features scaled to [-1, 1] (``minmax``, or
+``quantile-uniform``); new runs read rank-Gaussian features (``quantile-normal``: each feature through its
+empirical CDF, so exact atoms such as open == previous close are reachable) and replace the tanh by a
+BatchNorm without affine parameters (``output_norm``: N(0, 1) marginals from the first step), with ``step_noise``
+noise numbers per step added before it.
 Long paths (``sample(length > seq_len)``) chain independent windows; see ``marketsynth.generation``.
+
+Daily cycle (``season``, set by ``configure`` for intraday bars): the generator also reads the sine and cosine
+of its window's start time of day next to the latent code, the discriminator those of every step next to the
+features (``GenerativeModel.day_clock``); sampled windows start at uniformly drawn times unless given
+(``sample(n, conditions=start_positions)``), chained windows continue the clock.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from marketsynth.errors import ModelError
-from marketsynth.models.base import GenerativeModel, ModelConfig
+from marketsynth.models.base import GenerativeModel, ModelConfig, with_clock
 
 _SAMPLE_CHUNK = 4096  # windows per generator forward when sampling (bounds memory; results do not depend on it)
 
@@ -46,6 +55,9 @@ class DCGANConfig(ModelConfig):
     fake_label: float = 0.1
     beta1: float = 0.5
     beta2: float = 0.999
+    season: int = 0  # bars per day read as a time-of-day clock (set by ``configure``); 0: no daily cycle
+    step_noise: int = 0  # noise numbers per step added before the output layer (``Generator``); ``configure``: 4
+    output_norm: bool = False  # a BatchNorm without affine parameters instead of the tanh (rank-Gaussian features)
 
 
 class Generator(nn.Module):
@@ -54,25 +66,36 @@ class Generator(nn.Module):
         channels = list(cfg.gen_channels)
         self.seq_len, self.start_channels = cfg.seq_len, channels[0]
         self.start_len = math.ceil(cfg.seq_len / 2 ** (len(channels) - 1))
-        self.project = nn.Linear(cfg.latent_dim, channels[0] * self.start_len)
+        self.latent_dim, self.step_noise = cfg.latent_dim, cfg.step_noise
+        self.project = nn.Linear(cfg.latent_dim + _clock_channels(cfg), channels[0] * self.start_len)
         layers: list[nn.Module] = [nn.BatchNorm1d(channels[0]), nn.LeakyReLU(cfg.leaky_slope)]
         for c_in, c_out in pairwise(channels):
             layers += [nn.ConvTranspose1d(c_in, c_out, kernel_size=4, stride=2, padding=1),
                        nn.BatchNorm1d(c_out), nn.LeakyReLU(cfg.leaky_slope)]
-        layers += [nn.Conv1d(channels[-1], cfg.n_features, kernel_size=3, padding=1), nn.Tanh()]
+        output = nn.BatchNorm1d(cfg.n_features, affine=False) if cfg.output_norm else nn.Tanh()
+        layers += [nn.Conv1d(channels[-1], cfg.n_features, kernel_size=3, padding=1), output]
         self.body = nn.Sequential(*layers)
+        # Bars are nearly independent from one step to the next: per-step noise through a linear map, added
+        # before the output layer, gives the untrained generator independent draws that the convolutions shape
+        self.skip = nn.Linear(cfg.step_noise, cfg.n_features) if cfg.step_noise else None
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """``[b, latent]`` -> ``[b, seq_len, features]``."""
-        x = self.project(z).view(len(z), self.start_channels, self.start_len)
-        return self.body(x)[:, :, : self.seq_len].transpose(1, 2)
+    def forward(self, z: torch.Tensor, start_clock: torch.Tensor | None = None) -> torch.Tensor:
+        """Codes ``[b, latent_dim + seq_len * step_noise]`` (and the start's clock ``[b, 2]``) -> windows
+        ``[b, seq_len, features]``."""
+        code = z[:, : self.latent_dim] if start_clock is None else torch.cat([z[:, : self.latent_dim], start_clock], 1)
+        x = self.project(code).view(len(z), self.start_channels, self.start_len)
+        out = self.body[:-1](x)[:, :, : self.seq_len]
+        if self.skip is not None:
+            noise = z[:, self.latent_dim :].reshape(len(z), self.seq_len, self.step_noise)
+            out = out + self.skip(noise).transpose(1, 2)
+        return self.body[-1](out).transpose(1, 2)  # tanh, or standardised per feature over batch and time
 
 
 class Discriminator(nn.Module):
     def __init__(self, cfg: DCGANConfig):
         super().__init__()
         layers: list[nn.Module] = []
-        c_in, length = cfg.n_features, cfg.seq_len
+        c_in, length = cfg.n_features + _clock_channels(cfg), cfg.seq_len
         for c_out in cfg.disc_channels:
             padding = 1 if length >= 2 else 2
             layers += [nn.Conv1d(c_in, c_out, kernel_size=4, stride=2, padding=padding),
@@ -91,7 +114,8 @@ class DCGAN(GenerativeModel):
     name = "dcgan"
     default_epochs = 20
     Config: ClassVar[type[ModelConfig]] = DCGANConfig
-    scaling = "minmax"
+    daily_cycle = True
+    scaling = "quantile-normal"  # standardised output (``output_norm``); atoms (open == previous close) reachable
     supports_distributed = True
 
     def __init__(self, config: DCGANConfig | dict | None = None, *, device: str | torch.device = "cpu",
@@ -105,6 +129,18 @@ class DCGAN(GenerativeModel):
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.gen_lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.disc_lr, betas=betas)
 
+    @classmethod
+    def configure(cls, config: dict, data) -> dict:
+        """Also, for new runs, per-step noise (``step_noise``) and on rank-Gaussian features the standardised
+        output instead of the tanh (``output_norm``); the dataclass defaults keep the seed's network, so
+        checkpoints saved before them load unchanged."""
+        config = super().configure(config, data)
+        config.setdefault("step_noise", 4)
+        representation = data.representation
+        if representation is not None and representation.scaling == "quantile-normal":
+            config.setdefault("output_norm", True)
+        return config
+
     def modules(self) -> dict[str, nn.Module]:
         return {"generator": self.generator, "discriminator": self.discriminator}
 
@@ -114,21 +150,25 @@ class DCGAN(GenerativeModel):
     # ---- training ------------------------------------------------------------------------------------------
     def train_step(self, batch: torch.Tensor, conditions: torch.Tensor | None, *, epoch: int,
                    total_epochs: int) -> dict[str, float]:
-        _no_conditions(conditions)
+        if not self.clock_season:
+            _no_conditions(conditions)
         cfg, real = self.config, batch.to(self.device, torch.float32)
         b = len(real)
         generator, discriminator = self.net("generator"), self.net("discriminator")
+        clock = self.day_clock(conditions, cfg.seq_len)
 
         with torch.no_grad():
-            fake = generator(torch.randn(b, cfg.latent_dim, device=self.device))
-        logits = discriminator(torch.cat([real, fake]))  # one forward for both halves (one DDP reduction)
+            fake = generator(torch.randn(b, self.code_size, device=self.device), _start(clock))
+        # one forward for both halves (one DDP reduction)
+        logits = discriminator(with_clock(torch.cat([real, fake]), None if clock is None else clock.repeat(2, 1, 1)))
         real_logits, fake_logits = logits[:b], logits[b:]
         d_loss = 0.5 * (_bce(real_logits, cfg.real_label) + _bce(fake_logits, cfg.fake_label))
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
 
-        g_logits = discriminator(generator(torch.randn(b, cfg.latent_dim, device=self.device)))
+        fake = generator(torch.randn(b, self.code_size, device=self.device), _start(clock))
+        g_logits = discriminator(with_clock(fake, clock))
         g_loss = _bce(g_logits, 1.0)
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
@@ -152,26 +192,55 @@ class DCGAN(GenerativeModel):
         (feature space; log-return features make that a continuous price path) and crops to ``length``."""
         seq_len = self.config.seq_len
         per_path = math.ceil(length / seq_len)
-        windows = self.generate_from_latent(self.sample_latent(n * per_path, seed=seed))
+        noise = self.noise_generator(seed)
+        z = torch.randn(n * per_path, self.code_size, generator=noise)
+        start = self.start_phases(conditions, n, noise)
+        phases = None if start is None else (start[:, None] + seq_len * torch.arange(per_path)).reshape(-1)
+        windows = self._generate_windows(z, phases)
         return windows.reshape(n, per_path * seq_len, -1)[:, :length]
 
     def sample_latent(self, n: int, *, seed: int = 0) -> torch.Tensor:
-        """Gaussian codes ``[n, latent_dim]``; ``generate_from_latent`` of them equals ``sample(n, seed=seed)``."""
-        return torch.randn(n, self.config.latent_dim, generator=self.noise_generator(seed))
+        """Gaussian codes ``[n, code_size]``; ``generate_from_latent`` of them equals ``sample(n, seed=seed)``
+        (with a daily cycle: when both start at the same positions in the day)."""
+        return torch.randn(n, self.code_size, generator=self.noise_generator(seed))
+
+    @property
+    def code_size(self) -> int:
+        """Numbers per latent code: the window's ``latent_dim`` then ``step_noise`` for each step."""
+        return self.config.latent_dim + self.config.seq_len * self.config.step_noise
+
+    def generate_from_latent(self, z: torch.Tensor, conditions: np.ndarray | None = None) -> np.ndarray:
+        """Windows from codes ``[n, code_size]``; with a daily cycle ``conditions`` are their start positions in
+        the day (midnight when not given)."""
+        z = torch.as_tensor(z, dtype=torch.float32)
+        phases = self.check_conditions(conditions, len(z)) if conditions is not None else None
+        if phases is None and self.clock_season:
+            phases = np.zeros(len(z), dtype=np.int64)
+        return self._generate_windows(z, None if phases is None else torch.as_tensor(phases))
 
     @torch.no_grad()
-    def generate_from_latent(self, z: torch.Tensor, conditions: np.ndarray | None = None) -> np.ndarray:
-        _no_conditions(conditions)
-        z = torch.as_tensor(z, dtype=torch.float32)
-        if z.ndim != 2 or z.shape[1] != self.config.latent_dim:
-            raise ModelError(f"latent codes must be [n, {self.config.latent_dim}], got {tuple(z.shape)}")
+    def _generate_windows(self, z: torch.Tensor, phases: torch.Tensor | None) -> np.ndarray:
+        if z.ndim != 2 or z.shape[1] != self.code_size:
+            raise ModelError(f"latent codes must be [n, {self.code_size}], got {tuple(z.shape)}")
         was_training = self.generator.training
         self.generator.eval()  # BatchNorm uses its running statistics: a sample does not depend on its batch
         try:
-            out = [self.generator(chunk.to(self.device)).cpu() for chunk in z.split(_SAMPLE_CHUNK)]
+            out = []
+            for index in torch.arange(len(z)).split(_SAMPLE_CHUNK):
+                clock = None if phases is None else self.day_clock(phases[index], 1)
+                out.append(self.generator(z[index].to(self.device), _start(clock)).cpu())
         finally:
             self.generator.train(was_training)
         return torch.cat(out).numpy().astype(np.float32)
+
+
+def _start(clock: torch.Tensor | None) -> torch.Tensor | None:
+    """The window's start time of day (the clock's first step) the generator reads next to its code."""
+    return None if clock is None else clock[:, 0]
+
+
+def _clock_channels(cfg: DCGANConfig) -> int:
+    return 2 if cfg.season else 0
 
 
 def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
@@ -185,6 +254,8 @@ def _check_config(cfg: DCGANConfig) -> None:
                 isinstance(v, int) and v > 0 for v in values):
             raise ModelError(f"dcgan {key} must be a list of positive channel counts "
                              f"({'at least 2' if key == 'gen_channels' else 'at least 1'}), got {values!r}")
+    if not (isinstance(cfg.step_noise, int) and cfg.step_noise >= 0):
+        raise ModelError(f"dcgan step_noise must be a whole number >= 0, got {cfg.step_noise!r}")
     if cfg.seq_len < 1 or cfg.n_features < 1 or cfg.latent_dim < 1 or cfg.batch_size < 2:
         raise ModelError("dcgan needs seq_len, n_features, latent_dim >= 1 and batch_size >= 2 (BatchNorm)")
     if not 0 <= cfg.fake_label < cfg.real_label <= 1:

@@ -5,9 +5,12 @@ Five GRU networks: an autoencoder (embedder X -> H, recovery H -> X~) gives a la
 generator (Z -> E^) and a supervisor (H_t -> H_t+1) learn the step-to-step dynamics, and a discriminator
 (H -> one logit per step) plays the adversarial game in that latent space. Latent codes keep the reference's
 sigmoid (bounded, easy for the discriminator); the recovery's output layer matches the data's scaling: the
-reference uses a sigmoid because its data is min-max scaled to [0, 1], but our default ``standard`` scaling
-gives unbounded z-scores a sigmoid could never reach, so the output is linear (``recovery_output="tanh"``
-suits the representation's ``minmax`` scaling to [-1, 1]).
+reference uses a sigmoid because its data is min-max scaled to [0, 1], but our default ``quantile-normal``
+scaling (rank-Gaussian features with exact atoms, ``representation.quantile``) gives unbounded scores a sigmoid
+could never reach, so the output is linear (``recovery_output="tanh"`` suits ``minmax`` scaling to [-1, 1]).
+Daily cycle (``season``, set by ``configure`` for intraday bars): the generator also reads the sine and cosine
+of each step's time of day next to its noise, the discriminator next to the latent codes; sampled paths start
+at uniformly drawn times unless given (``sample(n, conditions=start_positions)``).
 
 Training phases over the shared loop's epochs (``epoch`` counted from 0), see ``phase_epochs``:
     1. embedding: ``e_loss`` = 10*sqrt(MSE(X, X~)) trains embedder + recovery.
@@ -42,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from marketsynth.errors import ConfigError, ModelError
-from marketsynth.models.base import GenerativeModel, ModelConfig
+from marketsynth.models.base import GenerativeModel, ModelConfig, with_clock
 
 PHASES = ("embedding", "supervised", "joint")
 _OUTPUTS = ("linear", "tanh", "sigmoid")
@@ -77,6 +80,7 @@ class TimeGANConfig(ModelConfig):
     sup_weight: float = 100.0
     moment_weight: float = 100.0
     d_threshold: float = 0.15
+    season: int = 0  # bars per day read as a time-of-day clock (set by ``configure``); 0: no daily cycle
 
 
 class _RecurrentNet(nn.Module):
@@ -104,7 +108,8 @@ class TimeGAN(GenerativeModel):
     name = "timegan"
     default_epochs = 30
     Config: ClassVar[type[ModelConfig]] = TimeGANConfig
-    scaling = "standard"
+    daily_cycle = True
+    scaling = "quantile-normal"  # normal marginals, fat tails tamed, atoms expressible (representation.quantile)
     native_long_paths = True  # the GRUs run for any number of steps, carrying their state
     # Under torchrun no network is DDP-wrapped: ``_step`` averages each optimiser's gradients explicitly.
     supports_distributed = True
@@ -119,9 +124,10 @@ class TimeGAN(GenerativeModel):
         hid, layers, feats = cfg.hidden_dim, cfg.num_layers, cfg.n_features
         self.embedder = _RecurrentNet(feats, hid, layers, hid, "sigmoid").to(self.device)
         self.recovery = _RecurrentNet(hid, hid, layers, feats, cfg.recovery_output).to(self.device)
-        self.generator = _RecurrentNet(cfg.latent_dim, hid, layers, hid, "sigmoid").to(self.device)
+        clock = 2 if cfg.season else 0  # the time-of-day channels generator and discriminator also read
+        self.generator = _RecurrentNet(cfg.latent_dim + clock, hid, layers, hid, "sigmoid").to(self.device)
         self.supervisor = _RecurrentNet(hid, hid, max(1, layers - 1), hid, "sigmoid").to(self.device)
-        self.discriminator = _RecurrentNet(hid, hid, layers, 1, "linear").to(self.device)
+        self.discriminator = _RecurrentNet(hid + clock, hid, layers, 1, "linear").to(self.device)
         autoencoder = [*self.embedder.parameters(), *self.recovery.parameters()]
         dynamics = [*self.generator.parameters(), *self.supervisor.parameters()]
         self._optimizers = {
@@ -132,6 +138,7 @@ class TimeGAN(GenerativeModel):
             "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=cfg.disc_lr),
         }
         self.current_phase = PHASES[0]
+        self._clock: torch.Tensor | None = None  # the time-of-day clock of the batch being trained on
 
     def modules(self) -> dict[str, nn.Module]:
         return {
@@ -183,8 +190,10 @@ class TimeGAN(GenerativeModel):
     def train_step(
         self, batch: torch.Tensor, conditions: torch.Tensor | None, *, epoch: int, total_epochs: int
     ) -> dict[str, float]:
-        _no_conditions(conditions)
+        if not self.clock_season:
+            _no_conditions(conditions)
         x = torch.as_tensor(batch, dtype=torch.float32, device=self.device)
+        self._clock = self.day_clock(conditions, x.shape[1])
         reached = max(PHASES.index(self.phase_of(epoch, total_epochs)), PHASES.index(self.current_phase))
         self.current_phase = PHASES[reached]
         if self.current_phase == "embedding":
@@ -213,12 +222,12 @@ class TimeGAN(GenerativeModel):
         for _ in range(2):
             with torch.no_grad():
                 h, _ = self.embedder(x)
-            e_hat, _ = self.generator(self._noise(b, x.shape[1]))
+            e_hat, _ = self.generator(with_clock(self._noise(b, x.shape[1]), self._clock))
             with _frozen(self.recovery, self.discriminator):
                 both, _ = self.supervisor(torch.cat([e_hat, h]))
                 h_hat, h_next = both[:b], both[b:]
                 x_hat, _ = self.recovery(h_hat)
-                logits, _ = self.discriminator(torch.cat([h_hat, e_hat]))
+                logits, _ = self.discriminator(with_clock(torch.cat([h_hat, e_hat]), self._repeat_clock(2)))
             g_adv = _bce(logits[:b], 1.0) + cfg.gamma * _bce(logits[b:], 1.0)
             g_sup = cfg.sup_weight * torch.sqrt(F.mse_loss(h_next[:, :-1], h[:, 1:]))
             g_moment = cfg.moment_weight * _moment_loss(x_hat, x)
@@ -233,9 +242,9 @@ class TimeGAN(GenerativeModel):
 
         with torch.no_grad():
             h, _ = self.embedder(x)
-            e_hat, _ = self.generator(self._noise(b, x.shape[1]))
+            e_hat, _ = self.generator(with_clock(self._noise(b, x.shape[1]), self._clock))
             h_hat, _ = self.supervisor(e_hat)
-        logits, _ = self.discriminator(torch.cat([h, h_hat, e_hat]))
+        logits, _ = self.discriminator(with_clock(torch.cat([h, h_hat, e_hat]), self._repeat_clock(3)))
         d_loss = _bce(logits[:b], 1.0) + _bce(logits[b : 2 * b], 0.0) + cfg.gamma * _bce(logits[2 * b :], 0.0)
         if self.mean_over_ranks(d_loss).item() > cfg.d_threshold:  # the same decision on every rank
             self._step(self._optimizers["discriminator"], d_loss)
@@ -261,6 +270,10 @@ class TimeGAN(GenerativeModel):
     def _supervised_loss(self, h: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(self.supervisor(h)[0][:, :-1], h[:, 1:])
 
+    def _repeat_clock(self, times: int) -> torch.Tensor | None:
+        """The batch's clock for ``times`` stacked copies of the batch (None without a daily cycle)."""
+        return None if self._clock is None else self._clock.repeat(times, 1, 1)
+
     def _noise(self, n: int, steps: int) -> torch.Tensor:
         """Noise from the global RNG, which the shared loop seeds and checkpoints (exact resume)."""
         return torch.randn(n, steps, self.config.latent_dim, device=self.device)
@@ -270,13 +283,9 @@ class TimeGAN(GenerativeModel):
         """Noise -> generator -> supervisor -> recovery for ``length`` steps. Noise is drawn ``seq_len`` steps
         at a time, so a longer path with the same seed starts exactly like a shorter one."""
         generator, chunk = self.noise_generator(seed), self.config.seq_len
-
-        def chunks() -> Iterator[torch.Tensor]:
-            for start in range(0, length, chunk):
-                z = torch.randn(n, chunk, self.config.latent_dim, generator=generator)
-                yield z[:, : length - start]
-
-        return self._decode(chunks(), n)
+        noise = [torch.randn(n, chunk, self.config.latent_dim, generator=generator)[:, : length - start]
+                 for start in range(0, length, chunk)]
+        return self._decode(iter(noise), n, self.start_phases(conditions, n, generator))
 
     def sample_latent(self, n: int, *, seed: int = 0) -> torch.Tensor:
         """Noise ``[n, seq_len, latent_dim]``; ``generate_from_latent`` of it equals ``sample``."""
@@ -285,21 +294,31 @@ class TimeGAN(GenerativeModel):
         )
 
     def generate_from_latent(self, z: torch.Tensor, conditions: np.ndarray | None = None) -> np.ndarray:
-        _no_conditions(conditions)
+        """Windows from noise; with a daily cycle ``conditions`` are their start positions in the day (midnight
+        when not given)."""
         z = torch.as_tensor(z, dtype=torch.float32)
         if z.ndim != 3 or z.shape[2] != self.config.latent_dim:
             raise ModelError(
                 f"latent codes must be [n, steps, {self.config.latent_dim}], got {tuple(z.shape)}"
             )
-        return self._decode(iter(z.split(self.config.seq_len, dim=1)), len(z))
+        phases = self.check_conditions(conditions, len(z))
+        if phases is None and self.clock_season:
+            phases = np.zeros(len(z), dtype=np.int64)
+        return self._decode(iter(z.split(self.config.seq_len, dim=1)), len(z),
+                            None if phases is None else torch.as_tensor(phases))
 
     @torch.no_grad()
-    def _decode(self, noise_chunks: Iterator[torch.Tensor], n: int) -> np.ndarray:
-        """Run the three GRUs over the noise in blocks of chunks, carrying their states across blocks."""
+    def _decode(self, noise_chunks: Iterator[torch.Tensor], n: int, phases: torch.Tensor | None = None) -> np.ndarray:
+        """Run the three GRUs over the noise in blocks of chunks, carrying their states across blocks; with a
+        daily cycle each chunk gets the clock of its steps (paths starting at ``phases``)."""
         per_block = max(1, _BLOCK_ELEMENTS // (n * self.config.seq_len))
         states: list[torch.Tensor | None] = [None, None, None]
         out, block = [], []
+        done = 0
         for z in noise_chunks:
+            if phases is not None:
+                z = with_clock(z, self.day_clock(phases + done, z.shape[1]).cpu())
+            done += z.shape[1]
             block.append(z)
             if len(block) == per_block:
                 out.append(self._run_block(block, states))
