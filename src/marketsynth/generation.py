@@ -56,6 +56,9 @@ def interpolate_paths(model: GenerativeModel, n: int, steps: int, *, seed: int =
     z = torch.as_tensor(model.sample_latent(n, seed=seed), dtype=torch.float32)
     fractions = torch.arange(steps, dtype=torch.float64) / steps
     walk = [slerp(z[i], z[i + 1], t) for i in range(n - 1) for t in fractions.tolist()]
+    phases = model.default_start_phases(n, seed) if conditions is None and not isinstance(model, Conditional) else None
+    if phases is not None:  # a model with a daily cycle: each anchor starts where ``sample`` starts it
+        conditions = np.concatenate([np.repeat(phases[:-1], steps), phases[-1:]])
     return np.asarray(model.generate_from_latent(torch.stack([*walk, z[-1]]), conditions))
 
 

@@ -11,6 +11,7 @@ import torch
 
 from marketsynth.data.bars import as_bars
 from marketsynth.errors import ModelError
+from marketsynth.generation import interpolate_paths
 from marketsynth.models.data import TrainingData
 from marketsynth.models.registry import MODELS
 from marketsynth.training import fit_model
@@ -108,3 +109,11 @@ def test_new_dcgan_runs_add_step_noise_and_a_standardised_output_old_configs_kee
     old = MODELS["dcgan"]({"seq_len": 8, **TINY["dcgan"]})
     assert isinstance(old.generator.body[-1], torch.nn.Tanh) and old.generator.skip is None
     assert old.sample_latent(2).shape == (2, 8)
+
+
+@pytest.mark.parametrize("name", ["dcgan", "wgan-gp"])
+def test_interpolation_anchors_are_the_samples_of_the_same_seed(name, trained):
+    model, _, _, _ = trained(name)
+    walk = interpolate_paths(model, 3, 4, seed=6)
+    np.testing.assert_allclose(walk[[0, 4, 8]], model.sample(3, seed=6), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(model.default_start_phases(3, 6), model.default_start_phases(3, 6))

@@ -148,14 +148,24 @@ class GenerativeModel(ABC):
             return None
         return position_in_day(data.bars["time"].to_numpy()[np.asarray(starts)], self.clock_season)
 
-    def start_phases(self, phases, n: int, generator: torch.Generator) -> torch.Tensor | None:
-        """``[n]`` start positions in the day for sampling: the given ones, else drawn uniformly (None without a
-        daily cycle)."""
+    def start_phases(self, phases, n: int, seed: int | None) -> torch.Tensor | None:
+        """``[n]`` start positions in the day for sampling: the given ones, else ``default_start_phases`` of
+        ``seed`` (None: midnight); None without a daily cycle."""
         if not self.clock_season:
             return None
         if phases is not None:
             return torch.as_tensor(np.array(phases, dtype=np.int64)).reshape(-1)
-        return torch.randint(0, self.clock_season, (n,), generator=generator)
+        if seed is None:
+            return torch.zeros(n, dtype=torch.long)
+        return torch.as_tensor(self.default_start_phases(n, seed))
+
+    def default_start_phases(self, n: int, seed: int) -> np.ndarray | None:
+        """The start positions ``sample(n, seed=seed)`` draws when none are given: uniform over the day, from
+        their own seeded stream (so ``generation.interpolate_paths`` can start its anchors at the same ones)."""
+        if not self.clock_season:
+            return None
+        stream = torch.Generator().manual_seed(int(seed) + _PHASE_STREAM)
+        return torch.randint(0, self.clock_season, (n,), generator=stream).numpy()
 
     def day_clock(self, phases: torch.Tensor | None, steps: int) -> torch.Tensor | None:
         """``[b, steps, 2]`` sine and cosine of each step's time of day for windows starting at ``phases`` ``[b]``
@@ -335,6 +345,9 @@ class GenerativeModel(ABC):
     def noise_generator(self, seed: int) -> torch.Generator:
         """A CPU generator: noise is drawn on the CPU then moved, so a seed gives the same draws on any device."""
         return torch.Generator(device="cpu").manual_seed(int(seed))
+
+
+_PHASE_STREAM = 7_777_777  # offset of the seed that draws sampled paths' start positions in the day
 
 
 def with_clock(x: torch.Tensor, clock: torch.Tensor | None) -> torch.Tensor:

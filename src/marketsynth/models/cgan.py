@@ -193,14 +193,10 @@ class CGAN(Conditional, WGANGP):
             return torch.as_tensor(self.label_array(conditions[:, 0], n), device=self.device), conditions[:, 1]
         return torch.as_tensor(self.label_array(conditions, n), device=self.device), None
 
-    def _sample_context(self, conditions, n: int, steps: int, generator: torch.Generator | None) -> Context:
-        """Conditions are regime labels; start phases are drawn from ``generator`` (None: midnight)."""
+    def _sample_context(self, conditions, n: int, steps: int, seed: int | None) -> Context:
+        """Conditions are regime labels; start phases are drawn with ``seed`` (None: midnight)."""
         labels = torch.as_tensor(self.label_array(conditions, n), device=self.device)
-        if generator is None:
-            phases = torch.zeros(n, dtype=torch.long) if self.clock_season else None
-        else:
-            phases = self.start_phases(None, n, generator)
-        return Context(labels, self.day_clock(phases, steps))
+        return Context(labels, self.day_clock(self.start_phases(None, n, seed), steps))
 
     def _generate(self, generator: nn.Module, z: torch.Tensor, context: Context) -> torch.Tensor:
         return generator(with_clock(z, context.clock), context.labels)[0]

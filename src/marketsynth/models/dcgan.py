@@ -194,7 +194,7 @@ class DCGAN(GenerativeModel):
         per_path = math.ceil(length / seq_len)
         noise = self.noise_generator(seed)
         z = torch.randn(n * per_path, self.code_size, generator=noise)
-        start = self.start_phases(conditions, n, noise)
+        start = self.start_phases(conditions, n, seed)
         phases = None if start is None else (start[:, None] + seq_len * torch.arange(per_path)).reshape(-1)
         windows = self._generate_windows(z, phases)
         return windows.reshape(n, per_path * seq_len, -1)[:, :length]

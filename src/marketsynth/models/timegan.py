@@ -285,7 +285,7 @@ class TimeGAN(GenerativeModel):
         generator, chunk = self.noise_generator(seed), self.config.seq_len
         noise = [torch.randn(n, chunk, self.config.latent_dim, generator=generator)[:, : length - start]
                  for start in range(0, length, chunk)]
-        return self._decode(iter(noise), n, self.start_phases(conditions, n, generator))
+        return self._decode(iter(noise), n, self.start_phases(conditions, n, seed))
 
     def sample_latent(self, n: int, *, seed: int = 0) -> torch.Tensor:
         """Noise ``[n, seq_len, latent_dim]``; ``generate_from_latent`` of it equals ``sample``."""

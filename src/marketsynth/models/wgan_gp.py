@@ -205,12 +205,10 @@ class WGANGP(GenerativeModel):
             return None, None
         return None, conditions.reshape(-1)
 
-    def _sample_context(self, conditions, n: int, steps: int, generator: torch.Generator | None) -> Context:
-        """The context of ``n`` sampled paths: ``conditions`` are start phases (``check_conditions``), drawn from
-        ``generator`` when missing (None: midnight)."""
-        if generator is None and conditions is None and self.clock_season:
-            conditions = np.zeros(n, dtype=np.int64)
-        return Context(None, self.day_clock(self.start_phases(conditions, n, generator), steps))
+    def _sample_context(self, conditions, n: int, steps: int, seed: int | None) -> Context:
+        """The context of ``n`` sampled paths: ``conditions`` are start phases (``check_conditions``), drawn with
+        ``seed`` when missing (None: midnight)."""
+        return Context(None, self.day_clock(self.start_phases(conditions, n, seed), steps))
 
     def _generate(self, generator: nn.Module, z: torch.Tensor, context: Context) -> torch.Tensor:
         return generator(with_clock(z, context.clock))[0]
@@ -223,7 +221,7 @@ class WGANGP(GenerativeModel):
         """``n`` paths of ``length`` steps: one LSTM run each, noise drawn per step."""
         noise = self.noise_generator(seed)
         z = torch.randn(n, length, self.config.latent_dim, generator=noise)
-        return self._run_generator(z, self._sample_context(conditions, n, length, noise))
+        return self._run_generator(z, self._sample_context(conditions, n, length, seed))
 
     def sample_latent(self, n: int, *, seed: int = 0) -> torch.Tensor:
         """Noise ``[n, seq_len, latent_dim]``; ``generate_from_latent`` of it equals ``sample(n, seed=seed)``
