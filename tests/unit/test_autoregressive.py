@@ -103,7 +103,7 @@ def test_training_arrays_come_straight_from_the_bars_segments():
     data = TrainingData(bars, representation=rep)
     assert [(s.start, s.stop) for s in data.segments] == [(0, 120), (120, 190)]
     config = AutoregressiveModel.configure({**SMALL, "train_len": 30}, data)
-    assert config["season"] == 24 and config["n_features"] == 5
+    assert config["season"] == 24 and config["n_features"] == 5 and config["head_clock"] == 3
     model = AutoregressiveModel(config)
     arrays = model.training_arrays(data)
     encoded = rep.encode(bars)
@@ -131,6 +131,19 @@ def test_learns_the_daily_cycle_from_the_bar_times():
     assert samples[..., 0][busy].mean() > 1.5 and samples[..., 0][~busy].mean() < 0
     free = model.sample(500, seed=2, length=24)[..., 0]  # start hours drawn uniformly: the busy share is 1/4
     assert 0.15 < (free > 0.75).mean() < 0.35
+
+
+def test_the_heads_read_the_clock_only_in_new_intraday_models():
+    """Configured on hourly bars the feature heads read 3 harmonics of the time of day; a config without
+    ``head_clock`` (a checkpoint made before it) builds the heads it was saved with, and daily bars get none."""
+    new = AutoregressiveModel({**SMALL, "n_features": 2, "season": 24, "head_clock": 3})
+    old = AutoregressiveModel({**SMALL, "n_features": 2, "season": 24})
+    daily = AutoregressiveModel({**SMALL, "n_features": 2, "season": 0, "head_clock": 3})
+    first_layer = [m.network.heads[0].net[0].in_features for m in (new, old, daily)]
+    assert first_layer == [SMALL["hidden_size"] + 6, SMALL["hidden_size"], SMALL["hidden_size"]]
+    assert new.sample(4, np.array([0, 6, 12, 18]), seed=0).shape == (4, new.config.seq_len, 2)
+    with pytest.raises(ModelError, match="head_clock"):
+        AutoregressiveModel({"head_clock": -1})
 
 
 def test_bad_settings_and_input_are_model_errors():

@@ -14,7 +14,7 @@ def test_atoms_drawn_in_model_space_decode_to_exact_candles():
     rep = make_representation("log-returns", scaling="standard").fit(bars)
     scaled = rep.encode(bars).astype(np.float32)  # what a model outputs: float32 in scaled space
     candles = rep.decode(scaled[None, 1:], start_price=float(bars["close"].iloc[0]))[0]
-    o, h, low, c = candles[:, 0], candles[:, 1], candles[:, 2], candles[:, 3]
+    o, h, c = candles[:, 0], candles[:, 1], candles[:, 3]
     real = bars.iloc[1:][["open", "high", "low", "close"]].to_numpy()
     real_gap_zero = np.mean(real[1:, 0] == real[:-1, 3])
     assert real_gap_zero > 0.2  # Binance/Bybit 1h: about a third to a half of the bars
