@@ -53,6 +53,7 @@ SPLITS = ("chronological", "interleaved")  # see split_bars
 CHUNK_BARS = 240
 MAX_SAMPLES = 5000  # evaluate() uses at most this many windows per set
 _PROBE_POINTS = 6  # schedule positions timed when planning epochs for a budget
+_EPOCH_CAP = 100_000  # epochs a budget may plan when no --epochs caps it
 _BUDGET_SAFETY = 0.85  # plan to use this share of the budget (timings on a shared machine vary)
 
 
@@ -153,8 +154,7 @@ def train_model(model: str, bars: pd.DataFrame, *, out: str | Path, adjacent: st
     planned = 1 if not cls.iterative else (epochs or cls.default_epochs)
     if budget_seconds is not None and cls.iterative and not resume:
         stages.start("train", None, f"{cls.name}: timing a few steps to plan the budget")
-        cap = epochs or 100_000
-        planned = _epochs_for_budget(cls, config, bars, adjacent, budget_seconds, cap, seed, device)
+        planned = _epochs_for_budget(cls, config, bars, adjacent, budget_seconds, epochs or _EPOCH_CAP, seed, device)
     done_before = load_checkpoint(out).epoch if resume and is_checkpoint(out) else 0
     if resume and (done_before >= planned or (not cls.iterative and is_checkpoint(out))):
         stages.finish("train", f"{cls.name}: checkpoint already has {done_before} epoch(s)")
@@ -170,13 +170,31 @@ def train_model(model: str, bars: pd.DataFrame, *, out: str | Path, adjacent: st
         if budget_seconds is not None and epoch < planned and time.perf_counter() - began > budget_seconds:
             raise _BudgetSpent(epoch)
 
-    stopped = False
-    try:
-        api.train(cls.name, bars, interval=adjacent, config=config, epochs=planned, seed=seed, device=device,
-                  out=out, checkpoint_every=1 if budget_seconds is not None else 5, resume=resume and
-                  is_checkpoint(out), progress=False, on_epoch=on_epoch, data_source=source)
-    except _BudgetSpent:
-        stopped = True  # the checkpoint of the epoch that spent the budget is written before the hook runs
+    def fit(to_epochs: int, continuing: bool) -> bool:
+        """Train to ``to_epochs`` in total; True when the budget stopped it (the checkpoint of the epoch that
+        spent it is written before the hook runs)."""
+        try:
+            api.train(cls.name, bars, interval=adjacent, config=config, epochs=to_epochs, seed=seed, device=device,
+                      out=out, checkpoint_every=1 if budget_seconds is not None else 5, resume=continuing,
+                      progress=False, on_epoch=on_epoch, data_source=source)
+        except _BudgetSpent:
+            return True
+        return False
+
+    fitting_began = time.perf_counter()
+    stopped = fit(planned, resume and is_checkpoint(out))
+    # The plan is an estimate from a few timed steps; when the planned epochs end with budget to spare (a slow
+    # probe, a busy machine calming down), training continues to the budget, never past an explicit ``epochs``.
+    cap = epochs or _EPOCH_CAP
+    while budget_seconds is not None and cls.iterative and not stopped and planned < cap:
+        done = load_checkpoint(out).epoch
+        per_epoch = (time.perf_counter() - fitting_began) / max(done - done_before, 1)
+        extra = int((budget_seconds * _BUDGET_SAFETY - (time.perf_counter() - began)) // per_epoch)
+        if extra < 1:
+            break
+        planned = min(cap, done + extra)
+        stages.start("train", planned - done, f"{cls.name}: budget left, continuing to epoch {planned}")
+        stopped = fit(planned, True)
     seconds = time.perf_counter() - began
     checkpoint = load_checkpoint(out, device=device)
     trained = checkpoint.epoch if cls.iterative else 1
@@ -203,7 +221,7 @@ def _epochs_for_budget(cls, config: dict, bars: pd.DataFrame, adjacent: str | No
     batch_size = probe.config.batch_size
     batch = torch.as_tensor(arrays.train[:batch_size], dtype=torch.float32, device=probe.device)
     conditions = None if arrays.conditions is None else torch.as_tensor(arrays.conditions[:batch_size])
-    nominal = max(cap if cap < 100_000 else 100, _PROBE_POINTS)
+    nominal = max(cap if cap < _EPOCH_CAP else 100, _PROBE_POINTS)
     points = [int((k + 0.5) * nominal / _PROBE_POINTS) for k in range(_PROBE_POINTS)]
     probe.train(True)
     probe.train_step(batch, conditions, epoch=points[0], total_epochs=nominal)  # warm-up: first calls are slow
