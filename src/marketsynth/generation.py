@@ -17,7 +17,10 @@ generator never saw); it falls back to linear interpolation for (nearly) paralle
 
 Conditional models (``models.capabilities.Conditional``: cgan) generate the regime asked for (``regime``) or,
 without one, labels drawn with the training windows' regime frequencies (interpolation walks use one regime: the
-asked one or the most common); their frames get a ``regime`` column. A ``temperature`` goes only to models that
+asked one or the most common); their frames get a ``regime`` column. Unconditional models that read the time of
+day (``GenerativeModel.daily_cycle``, intraday bars) start each path at a drawn position in the day and their frames
+get a ``bar_of_day`` column (bars since UTC midnight), which ``evaluate --diagnose`` uses for the daily cycle.
+A ``temperature`` goes only to models that
 have one (``Temperature``); the others refuse it in one line (``GenerativeModel.sample``).
 
 Outputs are deterministic: the same checkpoint, options and seed give a byte-identical file.
@@ -80,8 +83,9 @@ def generate_frame(model: GenerativeModel, representation, n: int, *, seed: int 
                    regime: str | None = None) -> pd.DataFrame:
     """Synthetic candles as a long frame ``sample_id, timestep, open, high, low, close, volume`` (price units,
     anchored at ``start_price`` or the representation's last real close), or with ``normalized`` the model-space
-    features ``sample_id, timestep, <feature names>``; plus ``regime`` for conditional models."""
-    labels = None
+    features ``sample_id, timestep, <feature names>``; plus ``regime`` for conditional models and ``bar_of_day`` for
+    models with a daily cycle."""
+    labels = phases = None
     if interpolate:
         if length is not None and length != model.config.seq_len:
             raise ModelError(f"--interpolate walks between windows of the training length "
@@ -97,17 +101,20 @@ def generate_frame(model: GenerativeModel, representation, n: int, *, seed: int 
             labels = regime_conditions(model, regime, n) if regime else model.draw_conditions(n, seed=seed)
         elif regime is not None:
             regime_conditions(model, regime, n)  # the one-line error
-        array = sample_paths(model, n, seed=seed, length=length, temperature=temperature, conditions=labels)
+        else:
+            phases = model.default_start_phases(n, seed)  # what ``sample`` would draw; None without a clock
+        array = sample_paths(model, n, seed=seed, length=length, temperature=temperature,
+                             conditions=labels if phases is None else phases)
     if normalized:
         names = representation.feature_names if representation is not None else getattr(model, "feature_names", None)
         names = list(names) if names else [f"feature_{i}" for i in range(array.shape[-1])]
-        return _with_regimes(features_frame(array, names), model, labels)
+        return _with_clock(_with_regimes(features_frame(array, names), model, labels), model, phases)
     if representation is None:
         raise ModelError("this checkpoint has no representation.json, so its output cannot be decoded to "
                          "candles; use --normalized")
     if start_price is not None and not (np.isfinite(start_price) and start_price > 0):
         raise ModelError(f"--start-price must be a positive price, got {start_price}")
-    return _with_regimes(representation.decode_frames(array, start_price), model, labels)
+    return _with_clock(_with_regimes(representation.decode_frames(array, start_price), model, labels), model, phases)
 
 
 def regime_conditions(model: GenerativeModel, regime: str | None, n: int):
@@ -118,6 +125,14 @@ def regime_conditions(model: GenerativeModel, regime: str | None, n: int):
         raise ModelError(f"{model.name} is not conditional, so --regime {regime} does not apply; drop it, or train "
                          f"--model {' or '.join(models_with(Conditional))}")
     return model.encode_conditions([regime] * n)
+
+
+def _with_clock(frame: pd.DataFrame, model: GenerativeModel, phases) -> pd.DataFrame:
+    """A ``bar_of_day`` column (bars since UTC midnight) for models that generate at a time of day."""
+    if phases is not None:
+        start = np.asarray(phases, dtype=np.int64)[frame["sample_id"].to_numpy()]
+        frame["bar_of_day"] = (start + frame["timestep"].to_numpy()) % model.clock_season
+    return frame
 
 
 def _with_regimes(frame: pd.DataFrame, model: GenerativeModel, labels) -> pd.DataFrame:

@@ -78,7 +78,8 @@ def test_generate_csv_is_valid_and_byte_identical_per_seed(dcgan_run, tmp_path, 
         assert code == 0, err
     assert paths[0].read_bytes() == paths[1].read_bytes() != paths[2].read_bytes()
     frame = pd.read_csv(paths[0])
-    assert list(frame.columns) == CANDLE_COLUMNS and len(frame) == 3 * 8
+    assert list(frame.columns) == [*CANDLE_COLUMNS, "bar_of_day"] and len(frame) == 3 * 8  # hourly: a daily cycle
+    assert frame["bar_of_day"].between(0, 23).all()
     assert_valid_candles(frame)
     last_close = json.loads((dcgan_run / "representation.json").read_text())["last_close"]
     assert abs(np.log(frame.loc[0, "open"] / last_close)) < 0.5  # anchored at the last real close
@@ -91,7 +92,7 @@ def test_generate_parquet_long_paths_and_start_price(dcgan_run, tmp_path, capsys
         assert code == 0, err
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
     frame = duckdb.sql(f"SELECT * FROM read_parquet('{tmp_path / 'a.parquet'}')").df()
-    assert list(frame.columns) == CANDLE_COLUMNS and len(frame) == 2 * 20
+    assert list(frame.columns) == [*CANDLE_COLUMNS, "bar_of_day"] and len(frame) == 2 * 20
     assert frame.groupby("sample_id")["timestep"].max().tolist() == [19, 19]
     assert_valid_candles(frame)
     assert 50 < frame.loc[0, "open"] < 200
@@ -109,7 +110,8 @@ def test_generate_normalized_and_interpolated(dcgan_run, tmp_path, capsys):
     anchors = pd.read_csv(tmp_path / "n.csv").query("sample_id in [0, 4, 8]")
     code, _, _ = run(capsys, "generate", "-m", dcgan_run, "-n", 3, "-o", tmp_path / "s.csv", "--normalized")
     plain = pd.read_csv(tmp_path / "s.csv")
-    np.testing.assert_allclose(anchors.iloc[:, 2:].to_numpy(), plain.iloc[:, 2:].to_numpy(), rtol=1e-5, atol=1e-6)
+    features = ["gap", "ret", "upper", "lower", "volume"]
+    np.testing.assert_allclose(anchors[features].to_numpy(), plain[features].to_numpy(), rtol=1e-5, atol=1e-6)
 
 
 # ---- bad input: exit 2, one line, nothing overwritten ---------------------------------------------------------

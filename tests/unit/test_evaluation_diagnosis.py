@@ -169,3 +169,27 @@ def test_evaluate_keeps_the_diagnosis_and_the_report_shows_it(tmp_path):
                     "Correlations within bars", "shown for the real windows only"):
         assert heading in page
     assert (tmp_path / "report_files" / "diagnosis.png").is_file()
+
+
+def test_generated_samples_carry_their_clock_into_the_diagnosis(btc_csv):
+    """A model that reads the time of day writes ``bar_of_day``; ``diagnose`` compares its daily cycle from it."""
+    from marketsynth.data.bars import as_bars
+    from marketsynth.generation import generate_frame
+    from marketsynth.models.autoregressive import AutoregressiveModel
+    from marketsynth.models.data import TrainingData
+    from marketsynth.representation import make_representation
+    from marketsynth.training import fit_model
+
+    bars = as_bars(pd.read_csv(btc_csv, skiprows=range(1, 3000), nrows=600))
+    rep = make_representation("log-returns").fit(bars)
+    data = TrainingData(bars, representation=rep)
+    config = AutoregressiveModel.configure({"hidden_size": 8, "num_layers": 1, "mixtures": 2, "head_size": 8,
+                                            "train_len": 24, "batch_size": 32, "seq_len": L}, data)
+    model = AutoregressiveModel(config, seed=0)
+    fit_model(model, model.training_arrays(data), epochs=1)
+    frame = generate_frame(model, rep, 40, seed=3)
+    first = frame.groupby("sample_id")["bar_of_day"].first().to_numpy()
+    np.testing.assert_array_equal(frame["bar_of_day"], (first[frame["sample_id"]] + frame["timestep"]) % 24)
+    assert len(set(first)) > 10  # start positions drawn over the day
+    found = diagnose(bars, frame, seq_len=L, protocol=TINY)
+    assert found.daily["synthetic"] is not None and found.daily["bars_per_day"] == 24

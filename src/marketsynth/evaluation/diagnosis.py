@@ -137,7 +137,8 @@ def diagnose(
     ``max_windows`` windows per set; ``hidden`` is their GRU width (None: the paper's, half the features seen).
     ``real_phase`` / ``synthetic_phase``: each window's first bar's position in the day (0 .. ``bars_per_day`` - 1,
     see ``daily_phases``); a bars frame passed as ``real`` gives its own. Without them the daily cycle is not
-    compared (most models' synthetic windows carry no clock) and ``daily["note"]`` says so.
+    compared and ``daily["note"]`` says so. Generated samples with a ``bar_of_day`` column (models with a daily
+    cycle) give their own ``synthetic_phase``.
     """
     started = time.perf_counter()
     proto = resolve_protocol(protocol)
@@ -147,6 +148,8 @@ def diagnose(
         phases, per_day = daily_phases(real, seq_len)
         if per_day:
             real_phase, bars_per_day = phases, bars_per_day or per_day
+    if synthetic_phase is None:
+        synthetic_phase = frame_phases(synthetic)
     real_w, synthetic_w = as_windows(real, "real windows", seq_len), as_windows(synthetic, "synthetic windows", seq_len)
     progress = or_silent(progress)
     progress.start("diagnose", 1 + 7 * repeats, "statistics")
@@ -202,6 +205,15 @@ def daily_phases(bars: pd.DataFrame, seq_len: int,
     if not per_day:
         return np.zeros(len(starts), dtype=np.int64), 0
     return timeframes.position_in_day(bars["time"].to_numpy()[starts], per_day), per_day
+
+
+def frame_phases(samples) -> np.ndarray | None:
+    """Each window's first-bar position in the day from generated samples (a long frame whose ``bar_of_day``
+    column ``generation`` writes for models with a daily cycle), in ``sample_id`` order; None otherwise."""
+    if not isinstance(samples, pd.DataFrame) or not {"sample_id", "timestep", "bar_of_day"} <= set(samples.columns):
+        return None
+    first = samples.sort_values(["sample_id", "timestep"]).groupby("sample_id", sort=True)["bar_of_day"].first()
+    return first.to_numpy(dtype=np.int64)
 
 
 def real_clock(bars: pd.DataFrame, seq_len: int, timeframe: str | timeframes.Timeframe | None = None) -> dict:

@@ -216,6 +216,7 @@ def evaluate(
     diagnosed = None
     if diagnose or isinstance(diagnose, dict):
         options = {"seed": seed, "repeats": repeats, "protocol": proto, "max_windows": max_windows,
+                   "synthetic_phase": diagnosis.frame_phases(synthetic_windows),
                    **(diagnose if isinstance(diagnose, dict) else {})}
         diagnosed = diagnosis.diagnose(real, synthetic, seq_len=seq_len, progress=progress, **options)
     return EvaluationResult(records=records, protocol=proto.name, seq_len=seq_len, n_real=len(real),

@@ -208,6 +208,7 @@ class AutoregressiveModel(Temperature, GenerativeModel):
     has_latent = False
     native_long_paths = True
     supports_distributed = True
+    daily_cycle = True  # its own clock (GRU input and ``head_clock``); the shared part: start positions
     watch_loss = "nll"
 
     def __init__(self, config: AutoregressiveConfig | dict | None = None, *, device: str | torch.device = "cpu",
@@ -322,7 +323,11 @@ class AutoregressiveModel(Temperature, GenerativeModel):
         positions in the day ``conditions`` (drawn uniformly when not given)."""
         cfg = self.config
         generator, steps = self.noise_generator(seed), cfg.warmup + length
-        start = torch.randint(0, max(cfg.season, 1), (n,), generator=generator) if conditions is None else conditions
+        if conditions is None:
+            drawn = self.default_start_phases(n, seed)
+            start = torch.zeros(n, dtype=torch.long) if drawn is None else torch.as_tensor(drawn, dtype=torch.long)
+        else:
+            start = conditions
         start = start - cfg.warmup  # the warm-up bars come before the first kept bar
         was_training = self.network.training
         self.network.eval()
