@@ -46,14 +46,11 @@ import numpy as np
 import pandas as pd
 
 from marketsynth import comparison, pipeline
-from marketsynth.checkpoint import load_checkpoint
 from marketsynth.data.io import read_bars_file
 from marketsynth.data.load import FileSource, load
 from marketsynth.evaluation import BENCHMARK_DISCRIMINATORS, real_vs_real_floor
 from marketsynth.evaluation.diagnosis import diagnose, real_clock
-from marketsynth.evaluation.inputs import windows_from_long_frame
 from marketsynth.evaluation.records import VERDICT_RULES
-from marketsynth.models.capabilities import Conditional
 from marketsynth.representation import make_representation
 from marketsynth.rundir import run_directory
 
@@ -108,17 +105,6 @@ def gaussian_windows(train_bars: pd.DataFrame, n: int, seq_len: int, seed: int) 
     rep = make_representation("log-returns", scaling="standard").fit(train_bars)
     z = np.random.default_rng(seed).standard_normal((n, seq_len, rep.n_features))
     return rep.decode(z)
-
-
-def diagnosis_windows(folder: Path, n: int, seed: int, clock: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """Windows to diagnose a model by: fresh samples at known start positions in the day when the model reads the
-    clock (so its daily cycle can be compared), else the ``synthetic.csv`` the comparison evaluated."""
-    checkpoint = load_checkpoint(folder / "checkpoint")
-    model, season = checkpoint.model, int(getattr(checkpoint.model.config, "season", 0) or 0)
-    if clock and season and not isinstance(model, Conditional):
-        phases = np.random.default_rng(seed).integers(0, season, n)
-        return checkpoint.representation.decode(model.sample(n, phases, seed=seed)), phases
-    return windows_from_long_frame(pd.read_csv(folder / "synthetic.csv")), None
 
 
 def diagnosis_markdown(diagnoses: dict) -> str:
@@ -230,11 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.diagnose:
             clock = real_clock(test_bars, 24)
             diagnoses["real (training period)"] = diagnose(test_w, train_w, seq_len=24, seed=args.seed, **clock)
-            for run in result.runs:
-                synthetic, phases = diagnosis_windows(work / "models" / f"{run['model']}-seed{run['seed']}",
-                                                      len(test_w), run["seed"], bool(clock))
-                diagnoses[run["model"]] = diagnose(test_w, synthetic, seq_len=24, seed=args.seed,
-                                                   synthetic_phase=phases, **clock)
+            for run in result.runs:  # the evaluated samples; models with a clock wrote each bar's bar_of_day
+                synthetic = pd.read_csv(work / "models" / f"{run['model']}-seed{run['seed']}" / "synthetic.csv")
+                diagnoses[run["model"]] = diagnose(test_w, synthetic, seq_len=24, seed=args.seed, **clock)
                 log(f"{run['model']} diagnosis: " + " | ".join(diagnoses[run["model"]].summary_lines(3)))
         folder.record["args"] = vars(args)
     lines = verdict(rows, rows[0])
