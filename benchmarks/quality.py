@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         work = folder.work
         end = read_bars_file(args.csv)["time"].iloc[-1] if args.end is None else pd.Timestamp(args.end, tz="UTC")
         data = load(FileSource(args.csv, start=end - pd.Timedelta(days=args.days) + pd.Timedelta(hours=1),
-                               end=end))
+                               end=None if args.end is None else end))  # the source's end is exclusive
         log(f"{data.label}: {len(data.bars)} bars {data.description['start']} → {data.description['end']}")
         floors = [row_from(f"floor, phase {phase}", real_vs_real_floor(
             data.bars, CHUNK, phase=phase, seq_len=24, discriminators=BENCHMARK_DISCRIMINATORS, repeats=1,
