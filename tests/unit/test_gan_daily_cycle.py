@@ -117,3 +117,16 @@ def test_interpolation_anchors_are_the_samples_of_the_same_seed(name, trained):
     walk = interpolate_paths(model, 3, 4, seed=6)
     np.testing.assert_allclose(walk[[0, 4, 8]], model.sample(3, seed=6), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(model.default_start_phases(3, 6), model.default_start_phases(3, 6))
+
+
+def test_new_wgan_runs_hold_part_of_the_noise_for_the_whole_window(trained):
+    """``window_noise``: the last channels of the noise are drawn once per path, so the generator sees them held."""
+    model, *_ = trained("wgan-gp")
+    assert model.config.window_noise == 1  # a quarter of TINY's latent_dim 4
+    z = torch.randn(3, 5, 4)
+    held = model._held_noise(z)
+    assert torch.equal(held[..., :3], z[..., :3]) and torch.equal(held[..., 3:], z[:, :1, 3:].expand(-1, 5, -1))
+    old = MODELS["wgan-gp"]({**TINY["wgan-gp"], "seq_len": 8, "n_features": 5})  # a config saved before it
+    assert old.config.window_noise == 0 and torch.equal(old._held_noise(z), z)
+    with pytest.raises(ModelError, match="window_noise"):
+        MODELS["wgan-gp"]({**TINY["wgan-gp"], "window_noise": 9})

@@ -199,7 +199,7 @@ class CGAN(Conditional, WGANGP):
         return Context(labels, self.day_clock(self.start_phases(None, n, seed), steps))
 
     def _generate(self, generator: nn.Module, z: torch.Tensor, context: Context) -> torch.Tensor:
-        return generator(with_clock(z, context.clock), context.labels)[0]
+        return generator(with_clock(self._held_noise(z), context.clock), context.labels)[0]
 
     def _score(self, critic: nn.Module, x: torch.Tensor, context: Context) -> torch.Tensor:
         return critic(with_clock(x, context.clock), context.labels)
