@@ -32,7 +32,8 @@ def quick_evaluation(monkeypatch):
 
 
 def assert_valid_candles(frame: pd.DataFrame) -> None:
-    assert list(frame.columns) == ["sample_id", "timestep", "open", "high", "low", "close", "volume"]
+    columns = ["sample_id", "timestep", "open", "high", "low", "close", "volume"]
+    assert list(frame.columns) in (columns, [*columns, "bar_of_day"])  # the clock of models with a daily cycle
     o, h, low, c, v = (frame[k].to_numpy() for k in ("open", "high", "low", "close", "volume"))
     assert np.isfinite(frame[["open", "high", "low", "close", "volume"]].to_numpy()).all()
     assert (h >= np.maximum(o, c)).all() and (np.minimum(o, c) >= low).all() and (low > 0).all() and (v >= 0).all()
@@ -83,7 +84,9 @@ def test_run_defaults_to_the_autoregressive_model(btc_csv, tmp_path):
     record = json.loads((out / "run.json").read_text())
     assert record["settings"]["model"] == "autoregressive" and record["status"] == "complete"
     assert api.load(out / "checkpoint").model.name == "autoregressive"
-    assert_valid_candles(pd.read_csv(out / "synthetic.csv"))
+    synthetic = pd.read_csv(out / "synthetic.csv")
+    assert_valid_candles(synthetic)
+    assert synthetic["bar_of_day"].between(0, 23).all()  # hourly bars: paths start at drawn hours of the day
 
 
 def test_run_refuses_to_replace_a_run_and_a_failed_overwrite_keeps_it(sp500_run, capsys):
